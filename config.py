@@ -1,0 +1,125 @@
+"""All settings of the cashback back-office, read from the environment.
+
+Every setting has a documented, safe default: with nothing set the app runs on an
+embedded SQLite database (``instance/cashback.db``) and needs no Redis (RQ jobs run
+in-process, synchronously).  ``portal.app.create_app(config)`` loads these defaults,
+then applies an explicit override mapping (tests use that).
+
+Environment variables (the names are the contract; keep README.md in step):
+
+``CASHBACK_ENV``
+    ``development`` (default), ``testing`` or ``production``.  Production refuses to
+    start with the default ``SECRET_KEY``.
+``DATABASE_URL``
+    SQLAlchemy URL.  ``postgresql://…`` is accepted and mapped to psycopg 3.
+    Default: SQLite at ``instance/cashback.db``.
+``REDIS_URL``
+    Redis for RQ queues.  Empty (default): jobs run synchronously in the web process.
+``SECRET_KEY``
+    Flask session / CSRF / JWT signing key.
+"""
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+from flask_appbuilder.security.manager import AUTH_DB
+
+BASE_DIR = Path(__file__).resolve().parent
+
+#: The key used when none is configured.  Fine for a laptop demo, refused in production.
+DEFAULT_SECRET_KEY = "dev-insecure-change-me"
+
+
+def normalize_database_url(url: str) -> str:
+    """Map plain PostgreSQL URLs to the psycopg 3 driver SQLAlchemy should use."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    return _env(name, "1" if default else "0").lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _env_decimal(name: str, default: str) -> Decimal:
+    return Decimal(_env(name, default))
+
+
+def load() -> dict:
+    """Read the settings from the environment now (tests change the environment)."""
+    instance = Path(_env("CASHBACK_INSTANCE_DIR", str(BASE_DIR / "instance")))
+    env = _env("CASHBACK_ENV", "development")
+    return {
+        # --- runtime -----------------------------------------------------------------
+        "CASHBACK_ENV": env,
+        "INSTANCE_DIR": str(instance),
+        "SECRET_KEY": _env("SECRET_KEY", DEFAULT_SECRET_KEY),
+        "TESTING": env == "testing",
+        # --- database ----------------------------------------------------------------
+        "SQLALCHEMY_DATABASE_URI": normalize_database_url(
+            _env("DATABASE_URL", f"sqlite:///{instance / 'cashback.db'}")
+        ),
+        "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        #: Alembic revisions live at the top of the repository.
+        "MIGRATIONS_DIR": str(BASE_DIR / "migrations"),
+        # --- queues ------------------------------------------------------------------
+        #: Empty: no Redis, jobs run in-process synchronously.
+        "REDIS_URL": _env("REDIS_URL", ""),
+        # --- ledger ------------------------------------------------------------------
+        #: Sub-balance rows per hot system account (network receivable, provider float…).
+        #: Postings spread over them so concurrent postings do not queue on one row.
+        "LEDGER_HOT_SHARDS": _env_int("CASHBACK_LEDGER_HOT_SHARDS", 16),
+        # --- money -------------------------------------------------------------------
+        #: Minimum withdrawal, in USD; shown to customers in RUB at the day's rate.
+        "MIN_WITHDRAWAL_USD": _env_decimal("CASHBACK_MIN_WITHDRAWAL_USD", "0.20"),
+        #: Default share of our network commission paid to the customer, in percent.
+        "DEFAULT_CASHBACK_RATE": _env_decimal("CASHBACK_DEFAULT_RATE", "7.00"),
+        # --- Flask-AppBuilder --------------------------------------------------------
+        "APP_NAME": _env("CASHBACK_APP_NAME", "Cashback back-office"),
+        "AUTH_TYPE": AUTH_DB,
+        "AUTH_ROLE_ADMIN": "Admin",
+        "AUTH_ROLE_PUBLIC": "Public",
+        #: Schema is Alembic's job, roles are `cashback sync-roles`' job: never on boot.
+        "FAB_CREATE_DB": False,
+        "FAB_UPDATE_PERMS": False,
+        "FAB_ADD_SECURITY_API": True,
+        "FAB_API_SWAGGER_UI": True,
+        "WTF_CSRF_ENABLED": _env_bool("CASHBACK_CSRF", True),
+        "BABEL_DEFAULT_LOCALE": "ru",
+        "BABEL_TRANSLATION_DIRECTORIES": str(BASE_DIR / "portal" / "translations"),
+        "LANGUAGES": {
+            "ru": {"flag": "ru", "name": "Русский"},
+            "en": {"flag": "gb", "name": "English"},
+        },
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": env == "production",
+    }
+
+
+class ConfigError(RuntimeError):
+    """The configuration is unsafe or inconsistent; the app refuses to start."""
+
+
+def check(settings: dict) -> None:
+    """Refuse configurations that must never run."""
+    if settings["CASHBACK_ENV"] == "production" and settings["SECRET_KEY"] == DEFAULT_SECRET_KEY:
+        raise ConfigError(
+            "SECRET_KEY is the built-in development key: set SECRET_KEY in the environment "
+            "before running with CASHBACK_ENV=production."
+        )
+    if settings["CASHBACK_ENV"] not in {"development", "testing", "production"}:
+        raise ConfigError(f"CASHBACK_ENV must be development, testing or production, not {settings['CASHBACK_ENV']!r}")

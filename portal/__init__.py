@@ -1,0 +1,1 @@
+"""Cashback back-office portal (Flask-AppBuilder application)."""

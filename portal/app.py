@@ -1,0 +1,50 @@
+"""The application factory."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from flask import Flask
+from flask_appbuilder import AppBuilder
+
+import config as config_module
+from portal.errors import set_error_handlers
+from portal.extensions import db, migrate
+from portal.models.types import render_item
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the portal: settings from ``config.py`` (environment), then ``config`` overrides."""
+    settings = config_module.load()
+    if config:
+        settings.update(config)
+    config_module.check(settings)
+
+    app = Flask(
+        "portal",
+        instance_path=settings["INSTANCE_DIR"],
+        template_folder=str(PACKAGE_DIR / "templates"),
+        static_folder=str(PACKAGE_DIR / "static"),
+    )
+    app.config.update(settings)
+    if settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=settings["MIGRATIONS_DIR"],
+                     render_as_batch=settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"),
+                     compare_type=True, render_item=render_item)
+    with app.app_context():
+        appbuilder = AppBuilder(update_perms=False)
+        appbuilder.init_app(app, db.session)
+        from portal import views
+
+        views.register(appbuilder)
+    set_error_handlers(app)
+
+    from portal import cli
+
+    cli.register(app)
+    return app

@@ -1,0 +1,91 @@
+"""The ``cashback`` command: the Flask CLI of this app plus the project's own commands.
+
+``cashback db upgrade`` (Flask-Migrate), ``cashback sync-roles``, ``cashback create-admin``,
+``cashback seed-demo``, ``cashback verify-ledger``.  ``flask --app run …`` gives the same.
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from portal.extensions import db
+
+
+@click.command("sync-roles")
+@with_appcontext
+def sync_roles_command() -> None:
+    """Create or update the roles Admin, Support, Finance, Developer, Customer."""
+    from portal.security import sync_roles
+
+    for role, count in sync_roles(current_app.appbuilder).items():
+        click.echo(f"{role}: {count} permissions")
+
+
+@click.command("create-admin")
+@click.option("--username", prompt=True)
+@click.option("--email", prompt=True)
+@click.option("--first-name", default="Admin", show_default=True)
+@click.option("--last-name", default="User", show_default=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@with_appcontext
+def create_admin_command(username: str, email: str, first_name: str, last_name: str, password: str) -> None:
+    """Create a user with the Admin role (interactive when flags are missing)."""
+    sm = current_app.appbuilder.sm
+    role = sm.find_role("Admin")
+    if role is None:
+        raise click.ClickException("role Admin does not exist: run `cashback sync-roles` first")
+    if sm.find_user(username=username) or sm.find_user(email=email):
+        raise click.ClickException(f"a user {username!r} or {email!r} exists already")
+    user = sm.add_user(username=username, first_name=first_name, last_name=last_name, email=email,
+                       role=role, password=password, commit=False)
+    if not user:
+        raise click.ClickException("could not create the user (see the log)")
+    from portal.services import audit
+
+    audit.record(db.session, audit.Actor.system("cli"), "user.created", "user", user.id,
+                 after={"username": username, "email": email, "roles": ["Admin"]})
+    db.session.commit()
+    click.echo(f"Admin {username} created.")
+
+
+@click.command("seed-demo")
+@with_appcontext
+def seed_demo_command() -> None:
+    """Fill the database with believable demo data (idempotent)."""
+    from portal.services import demo
+
+    report = demo.seed(db.session, current_app.appbuilder.sm)
+    click.echo(f"demo data: {report.staff_created} staff, {report.customers_created} customers, "
+               f"{report.postings_created} postings added")
+    click.echo("demo logins: " + ", ".join(f"{u} / {p} ({r})" for u, r, p in demo.STAFF)
+               + f"; customers customer1@demo.cashback.local … / {demo.CUSTOMER_PASSWORD}")
+
+
+@click.command("verify-ledger")
+@with_appcontext
+def verify_ledger_command() -> None:
+    """Re-sum all entries, compare with stored balances; exit 1 on any mismatch."""
+    from portal.services.ledger import verify
+
+    report = verify(db.session)
+    click.echo(report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
+COMMANDS = (sync_roles_command, create_admin_command, seed_demo_command, verify_ledger_command)
+
+
+def register(app: Flask) -> None:
+    for command in COMMANDS:
+        app.cli.add_command(command)
+
+
+def main() -> None:
+    """Entry point of the ``cashback`` console script."""
+    from portal.app import create_app
+
+    FlaskGroup(create_app=create_app, help="Cashback back-office command line.").main(prog_name="cashback")

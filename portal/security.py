@@ -1,0 +1,84 @@
+"""Roles and permissions as code (the RBAC matrix of DESIGN.md).
+
+Roles are built from named permission sets by ``sync_roles`` (CLI ``cashback sync-roles``):
+idempotent, run on deploy, never on every boot.  Each role's permissions are *replaced*
+by its definition, so a permission removed here is removed from the role too.  Admin
+gets every permission that exists.
+"""
+from __future__ import annotations
+
+from flask_appbuilder import AppBuilder
+
+Perm = tuple[str, str]  # (permission, view or menu name)
+
+
+def _view(view: str, *perms: str) -> list[Perm]:
+    return [(p, view) for p in perms]
+
+
+def _menu(*names: str) -> list[Perm]:
+    return [("menu_access", n) for n in names]
+
+
+#: Named permission sets: what a capability needs in FAB terms.
+PERMISSION_SETS: dict[str, list[Perm]] = {
+    # every staff login may see its own profile and change its password
+    "self.profile": [
+        ("can_userinfo", "UserDBModelView"),
+        ("can_this_form_get", "ResetMyPasswordView"),
+        ("can_this_form_post", "ResetMyPasswordView"),
+    ],
+    "customers.read": _view("CustomerView", "can_list", "can_show") + _menu("People", "Customers"),
+    "ledger.read": (
+        _view("PostingView", "can_list", "can_show")
+        + _view("AccountView", "can_list", "can_show")
+        + _menu("Ledger", "Postings", "Accounts")
+    ),
+    "audit.read": _view("AuditLogView", "can_list", "can_show") + _menu("Security", "Audit log"),
+}
+
+ADMIN = "Admin"
+
+#: Role -> permission sets.  Admin is special: it receives every permission.
+ROLE_DEFINITIONS: dict[str, list[str]] = {
+    "Support": ["self.profile", "customers.read"],
+    "Finance": ["self.profile", "customers.read", "ledger.read"],
+    "Developer": ["self.profile"],
+    "Customer": ["self.profile"],
+}
+ROLES = (ADMIN, *ROLE_DEFINITIONS)
+
+
+class RoleSyncError(RuntimeError):
+    """A role definition names a permission that no view declares."""
+
+
+def sync_roles(appbuilder: AppBuilder) -> dict[str, int]:
+    """Create all permissions, then make every role match its definition.
+
+    Returns ``{role: number of permissions}``.  Safe to run any number of times.
+    """
+    sm = appbuilder.sm
+    for name in ROLES:  # FAB grants new permissions to Admin: it must exist first
+        if sm.find_role(name) is None:
+            sm.add_role(name)
+    appbuilder.add_permissions(update_perms=True)
+    result: dict[str, int] = {}
+    for name, sets in ROLE_DEFINITIONS.items():
+        wanted = []
+        for set_name in sets:
+            for perm, view in PERMISSION_SETS[set_name]:
+                pv = sm.find_permission_view_menu(perm, view)
+                if pv is None:
+                    raise RoleSyncError(f"role {name}: permission {perm} on {view} does not exist "
+                                        f"(set {set_name!r}); is the view registered?")
+                wanted.append(pv)
+        role = sm.find_role(name)
+        role.permissions = sorted(set(wanted), key=lambda pv: pv.id)
+        result[name] = len(role.permissions)
+    admin = sm.find_role(ADMIN)
+    admin.permissions = appbuilder.session.query(sm.permissionview_model).order_by(
+        sm.permissionview_model.id).all()
+    result[ADMIN] = len(admin.permissions)
+    appbuilder.session.commit()
+    return result

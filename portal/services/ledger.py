@@ -1,0 +1,430 @@
+"""The double-entry ledger: every balance change in the system goes through ``post``.
+
+Rules
+-----
+* A posting has a kind, a unique reference, an actor, a memo and ≥ 2 legs.  Per
+  currency the legs sum to zero.  Amounts are ``Decimal`` with at most 6 decimal places
+  (see ``portal.services.money``); zero legs and floats are refused.
+* **Sign convention**: a leg's amount is positive for a *credit*.  Customer accounts
+  (``pending``, ``available``, ``on_hold``) are credit-normal: a positive balance is what
+  we owe the customer.  Debit-normal accounts (``receivable``, ``network_receivable``,
+  ``provider_float``, ``fees_expense``, ``promo_expense``, ``adjustments``) show the
+  negated stored sum, so a receivable reads as a positive amount owed to us.  Use
+  ``transfer(src, dst, amount)`` and think "money moves from src to dst".
+* A customer's accounts can never show a balance below zero: such a posting raises
+  ``InsufficientBalance`` before anything is written.
+* ``post`` with a reference that already exists returns the first posting
+  (``created=False``) and moves nothing; the same reference with different legs raises
+  ``ReferenceConflict``.
+* ``post`` never commits: the caller's transaction makes the posting durable together
+  with whatever business change caused it.
+
+Concurrency (PostgreSQL)
+------------------------
+Customer balance rows are locked with ``SELECT … FOR UPDATE`` in ascending account id
+order, then system balance rows are updated in ascending (account, shard) order: one
+global lock order, so two postings never deadlock.  System accounts are hot (every
+order touches ``network_receivable``), so each has ``shards`` balance rows and a posting
+updates only the shard ``posting_id % shards``: concurrent postings do not queue on one
+row.  An account's balance is the sum of its shards.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Iterable, Sequence
+
+import sqlalchemy as sa
+from flask import current_app, has_app_context
+from sqlalchemy.orm import Session
+
+from portal.errors import Conflict, DomainError, Invalid
+from portal.i18n import _l
+from portal.models import Account, AccountBalance, Entry, Posting
+from portal.models.types import MICROS, utcnow
+from portal.services.audit import Actor
+from portal.services.money import CURRENCIES, is_ledger_exact
+
+DEFAULT_HOT_SHARDS = 16
+
+
+@dataclass(frozen=True)
+class AccountKind:
+    name: str
+    customer: bool  # per-customer (True) or system-wide (False)
+    normal: str  # "credit" or "debit"
+    needs_sub: bool = False  # e.g. provider_float:<code>
+
+
+ACCOUNT_KINDS: dict[str, AccountKind] = {
+    k.name: k
+    for k in (
+        AccountKind("pending", True, "credit"),
+        AccountKind("available", True, "credit"),
+        AccountKind("on_hold", True, "credit"),
+        AccountKind("receivable", True, "debit"),
+        AccountKind("network_receivable", False, "debit"),
+        AccountKind("provider_float", False, "debit", needs_sub=True),
+        AccountKind("fees_expense", False, "debit"),
+        AccountKind("promo_expense", False, "debit"),
+        AccountKind("adjustments", False, "debit"),
+    )
+}
+CUSTOMER_KINDS = tuple(k for k, v in ACCOUNT_KINDS.items() if v.customer)
+
+
+# --- errors ---------------------------------------------------------------------------
+
+class LedgerError(DomainError):
+    code = "ledger_error"
+
+
+class UnbalancedPosting(LedgerError, Invalid):
+    code = "ledger_unbalanced"
+    default_message = _l("The posting does not balance.")
+
+
+class InsufficientBalance(LedgerError, Conflict):
+    code = "insufficient_balance"
+    default_message = _l("Not enough money on the balance for this operation.")
+
+
+class ReferenceConflict(LedgerError, Conflict):
+    code = "ledger_reference_conflict"
+    default_message = _l("This operation was already recorded with different amounts.")
+
+
+# --- keys and legs --------------------------------------------------------------------
+
+@dataclass(frozen=True, order=True)
+class AccountKey:
+    """Identifies an account: its name and currency (kind and owner derive from the name)."""
+
+    name: str
+    currency: str
+    kind: str = field(compare=False)
+    customer_id: int | None = field(default=None, compare=False)
+
+    @property
+    def spec(self) -> AccountKind:
+        return ACCOUNT_KINDS[self.kind]
+
+
+def customer_account(customer_id: int, kind: str, currency: str = "USD") -> AccountKey:
+    spec = ACCOUNT_KINDS.get(kind)
+    if spec is None or not spec.customer:
+        raise ValueError(f"{kind!r} is not a customer account kind")
+    return AccountKey(f"customer:{int(customer_id)}:{kind}", currency, kind, int(customer_id))
+
+
+def system_account(kind: str, currency: str = "USD", sub: str | None = None) -> AccountKey:
+    spec = ACCOUNT_KINDS.get(kind)
+    if spec is None or spec.customer:
+        raise ValueError(f"{kind!r} is not a system account kind")
+    if spec.needs_sub != bool(sub):
+        raise ValueError(f"{kind!r} {'needs' if spec.needs_sub else 'takes no'} sub-code")
+    return AccountKey(f"{kind}:{sub}" if sub else kind, currency, kind)
+
+
+@dataclass(frozen=True)
+class Leg:
+    account: AccountKey
+    #: Positive = credit to ``account``, negative = debit.
+    amount: Decimal
+
+
+def transfer(src: AccountKey, dst: AccountKey, amount: Decimal) -> list[Leg]:
+    """Legs moving ``amount`` from ``src`` to ``dst`` (same currency)."""
+    return [Leg(src, -amount), Leg(dst, amount)]
+
+
+@dataclass(frozen=True)
+class PostResult:
+    posting_id: int
+    #: False when the reference existed already and nothing moved.
+    created: bool
+
+
+# --- validation -------------------------------------------------------------------------
+
+def validate_legs(legs: Sequence[Leg]) -> None:
+    """Raise ``UnbalancedPosting`` unless the legs make a valid posting."""
+    if len(legs) < 2:
+        raise UnbalancedPosting(_l("A posting needs at least two entries."))
+    seen: set[AccountKey] = set()
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for leg in legs:
+        if not isinstance(leg.amount, Decimal) or not leg.amount.is_finite():
+            raise UnbalancedPosting(_l("Amounts must be exact decimal numbers."))
+        if leg.amount == 0:
+            raise UnbalancedPosting(_l("A posting entry cannot be zero."))
+        if not is_ledger_exact(leg.amount):
+            raise UnbalancedPosting(_l("Amounts are kept to 6 decimal places at most."))
+        if leg.account.currency not in CURRENCIES:
+            raise UnbalancedPosting(_l("Unknown currency."))
+        if leg.account in seen:
+            raise UnbalancedPosting(_l("An account appears twice in one posting."))
+        seen.add(leg.account)
+        totals[leg.account.currency] += leg.amount
+    if any(total != 0 for total in totals.values()):
+        raise UnbalancedPosting()
+
+
+# --- accounts ---------------------------------------------------------------------------
+
+def _hot_shards() -> int:
+    if has_app_context():
+        return int(current_app.config.get("LEDGER_HOT_SHARDS", DEFAULT_HOT_SHARDS))
+    return DEFAULT_HOT_SHARDS
+
+
+def _insert(session: Session, table):
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+@dataclass(frozen=True)
+class _Acct:
+    id: int
+    shards: int
+
+
+def _lookup(session: Session, keys: Iterable[AccountKey]) -> dict[AccountKey, _Acct]:
+    by_pair = {(k.name, k.currency): k for k in keys}
+    if not by_pair:
+        return {}
+    rows = session.execute(
+        sa.select(Account.id, Account.name, Account.currency, Account.shards).where(
+            sa.tuple_(Account.name, Account.currency).in_(list(by_pair))
+        )
+    )
+    return {by_pair[(r.name, r.currency)]: _Acct(r.id, r.shards) for r in rows}
+
+
+def ensure_accounts(session: Session, keys: Iterable[AccountKey]) -> dict[AccountKey, _Acct]:
+    """Find the accounts, creating missing ones (with their balance rows) in ``session``."""
+    keys = set(keys)
+    found = _lookup(session, keys)
+    missing = keys - found.keys()
+    if missing:
+        shards = _hot_shards()
+        session.execute(
+            _insert(session, Account.__table__).on_conflict_do_nothing(
+                index_elements=["name", "currency"]
+            ),
+            [
+                {"name": k.name, "currency": k.currency, "kind": k.kind,
+                 "customer_id": k.customer_id, "shards": 1 if k.spec.customer else shards}
+                for k in sorted(missing)
+            ],
+        )
+        created = _lookup(session, missing)
+        session.execute(
+            _insert(session, AccountBalance.__table__).on_conflict_do_nothing(
+                index_elements=["account_id", "shard"]
+            ),
+            [{"account_id": a.id, "shard": s, "balance": Decimal(0)}
+             for a in created.values() for s in range(a.shards)],
+        )
+        found.update(created)
+    return found
+
+
+def open_customer_accounts(session: Session, customer_id: int, currency: str = "USD") -> None:
+    """Create a new customer's accounts up front (``post`` would also create them)."""
+    ensure_accounts(session, [customer_account(customer_id, k, currency) for k in CUSTOMER_KINDS])
+
+
+# --- posting ------------------------------------------------------------------------------
+
+def _display(key: AccountKey, stored: Decimal) -> Decimal:
+    return stored if key.spec.normal == "credit" else -stored
+
+
+def _same_legs(session: Session, posting_id: int, kind: str, legs: Sequence[Leg]) -> bool:
+    posting_kind = session.execute(sa.select(Posting.kind).where(Posting.id == posting_id)).scalar_one()
+    rows = session.execute(
+        sa.select(Account.name, Account.currency, Entry.amount)
+        .join(Account, Account.id == Entry.account_id)
+        .where(Entry.posting_id == posting_id)
+    )
+    stored = Counter((r.name, r.currency, r.amount) for r in rows)
+    wanted = Counter((l.account.name, l.account.currency, l.amount) for l in legs)
+    return posting_kind == kind and stored == wanted
+
+
+def _replay(session: Session, posting_id: int, kind: str, reference: str,
+            legs: Sequence[Leg]) -> PostResult:
+    if not _same_legs(session, posting_id, kind, legs):
+        raise ReferenceConflict(reference=reference)
+    return PostResult(posting_id, created=False)
+
+
+def post(session: Session, *, kind: str, reference: str, legs: Sequence[Leg],
+         actor: Actor, memo: str = "") -> PostResult:
+    """Record one balanced posting and update balances, in the caller's transaction."""
+    validate_legs(legs)
+    if not reference or len(reference) > 200:
+        raise UnbalancedPosting(_l("A posting needs a reference of at most 200 characters."))
+    accounts = ensure_accounts(session, (leg.account for leg in legs))
+
+    guarded = sorted((l for l in legs if l.account.spec.customer), key=lambda l: accounts[l.account].id)
+    stored: dict[int, Decimal] = {}
+    if guarded:
+        rows = session.execute(
+            sa.select(AccountBalance.account_id, AccountBalance.balance)
+            .where(AccountBalance.account_id.in_([accounts[l.account].id for l in guarded]),
+                   AccountBalance.shard == 0)
+            .order_by(AccountBalance.account_id)
+            .with_for_update()
+        )
+        stored = {r.account_id: r.balance for r in rows}
+
+    # After the locks: a concurrent twin with the same reference has committed by now.
+    existing = session.execute(
+        sa.select(Posting.id).where(Posting.reference == reference)
+    ).scalar_one_or_none()
+    if existing is not None:
+        return _replay(session, existing, kind, reference, legs)
+
+    for leg in guarded:
+        acct_id = accounts[leg.account].id
+        after = _display(leg.account, stored[acct_id] + leg.amount)
+        if after < 0 and _display(leg.account, leg.amount) < 0:
+            raise InsufficientBalance(
+                account=leg.account.name,
+                balance=str(_display(leg.account, stored[acct_id])),
+                needed=str(-_display(leg.account, leg.amount)),
+            )
+
+    posting_id = session.execute(
+        _insert(session, Posting.__table__)
+        .values(kind=kind, reference=reference, actor=actor.label, memo=memo,
+                created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["reference"])
+        .returning(Posting.__table__.c.id)
+    ).scalar_one_or_none()
+    if posting_id is None:  # lost a race to an identical reference without customer locks
+        existing = session.execute(sa.select(Posting.id).where(Posting.reference == reference)).scalar_one()
+        return _replay(session, existing, kind, reference, legs)
+
+    session.execute(
+        sa.insert(Entry.__table__),
+        [{"posting_id": posting_id, "account_id": accounts[l.account].id,
+          "amount": l.amount, "currency": l.account.currency} for l in legs],
+    )
+    updates = sorted(
+        (
+            (0 if leg.account.spec.customer else 1, accounts[leg.account].id,
+             posting_id % accounts[leg.account].shards, leg.amount)
+            for leg in legs
+        )
+    )
+    table = AccountBalance.__table__
+    session.execute(
+        table.update()
+        .where(table.c.account_id == sa.bindparam("b_account"), table.c.shard == sa.bindparam("b_shard"))
+        .values(balance=table.c.balance + sa.bindparam("b_delta", type_=table.c.balance.type)),
+        [{"b_account": a, "b_shard": s, "b_delta": d} for _, a, s, d in updates],
+    )
+    return PostResult(posting_id, created=True)
+
+
+# --- reading --------------------------------------------------------------------------------
+
+def stored_balance(session: Session, key: AccountKey) -> Decimal:
+    """The signed sum of the account's entries as kept in its balance rows."""
+    total = session.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(AccountBalance.balance), 0))
+        .join(Account, Account.id == AccountBalance.account_id)
+        .where(Account.name == key.name, Account.currency == key.currency)
+    ).scalar_one()
+    return Decimal(total)
+
+
+def balance(session: Session, key: AccountKey) -> Decimal:
+    """The balance as people read it (debit-normal accounts negated)."""
+    return _display(key, stored_balance(session, key))
+
+
+def customer_balances(session: Session, customer_id: int, currency: str = "USD") -> dict[str, Decimal]:
+    """``{"pending": …, "available": …, "on_hold": …, "receivable": …}`` as displayed."""
+    rows = session.execute(
+        sa.select(Account.kind, AccountBalance.balance)
+        .join(AccountBalance, AccountBalance.account_id == Account.id)
+        .where(Account.customer_id == customer_id, Account.currency == currency)
+    )
+    result = {k: Decimal("0.000000") for k in CUSTOMER_KINDS}
+    for kind, stored in rows:
+        result[kind] = _display(customer_account(customer_id, kind, currency), stored)
+    return result
+
+
+# --- verification ---------------------------------------------------------------------------
+
+@dataclass
+class VerifyReport:
+    accounts: int = 0
+    postings: int = 0
+    entries: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        head = (f"ledger: {self.accounts} accounts, {self.postings} postings, "
+                f"{self.entries} entries: {'OK' if self.ok else f'{len(self.problems)} PROBLEM(S)'}")
+        return "\n".join([head, *("  - " + p for p in self.problems)])
+
+
+def _money(micros) -> Decimal:
+    return Decimal(int(micros)) / MICROS
+
+
+def verify(session: Session, *, limit: int = 50) -> VerifyReport:
+    """Re-sum every entry and compare with the stored balances; check every posting."""
+    report = VerifyReport(
+        accounts=session.execute(sa.text("SELECT count(*) FROM ledger_account")).scalar_one(),
+        postings=session.execute(sa.text("SELECT count(*) FROM ledger_posting")).scalar_one(),
+        entries=session.execute(sa.text("SELECT count(*) FROM ledger_entry")).scalar_one(),
+    )
+    checks = {
+        "balance mismatch": """
+            SELECT a.name || ' ' || a.currency, COALESCE(e.s, 0), COALESCE(b.s, 0)
+            FROM ledger_account a
+            LEFT JOIN (SELECT account_id, SUM(amount) AS s FROM ledger_entry GROUP BY account_id) e
+                   ON e.account_id = a.id
+            LEFT JOIN (SELECT account_id, SUM(balance) AS s FROM ledger_balance GROUP BY account_id) b
+                   ON b.account_id = a.id
+            WHERE COALESCE(e.s, 0) <> COALESCE(b.s, 0)""",
+        "unbalanced posting": """
+            SELECT 'posting ' || posting_id || ' ' || currency, SUM(amount), 0
+            FROM ledger_entry GROUP BY posting_id, currency HAVING SUM(amount) <> 0""",
+        "posting with fewer than 2 entries": """
+            SELECT 'posting ' || p.id, COUNT(e.id), 2
+            FROM ledger_posting p LEFT JOIN ledger_entry e ON e.posting_id = p.id
+            GROUP BY p.id HAVING COUNT(e.id) < 2""",
+        "entry currency differs from its account": """
+            SELECT 'entry ' || e.id, 0, 0 FROM ledger_entry e
+            JOIN ledger_account a ON a.id = e.account_id WHERE e.currency <> a.currency""",
+        "negative customer balance": """
+            SELECT a.name || ' ' || a.currency, SUM(b.balance), 0
+            FROM ledger_account a JOIN ledger_balance b ON b.account_id = a.id
+            WHERE a.customer_id IS NOT NULL
+            GROUP BY a.id, a.name, a.currency, a.kind
+            HAVING (a.kind = 'receivable' AND SUM(b.balance) > 0)
+                OR (a.kind <> 'receivable' AND SUM(b.balance) < 0)""",
+    }
+    for label, sql in checks.items():
+        for what, got, expected in session.execute(sa.text(sql + f" LIMIT {int(limit)}")):
+            report.problems.append(f"{label}: {what}: {_money(got)} (expected {_money(expected)})"
+                                   if label != "posting with fewer than 2 entries"
+                                   else f"{label}: {what} has {got}")
+    return report

@@ -1,0 +1,45 @@
+"""The ledger, read-only: postings with their entries, accounts with balances."""
+from __future__ import annotations
+
+from flask_appbuilder import AppBuilder, ModelView
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+
+from portal.i18n import _l
+from portal.models import Account, Entry, Posting
+
+
+class EntryInline(ModelView):
+    datamodel = SQLAInterface(Entry)
+    base_permissions = ["can_list"]
+    list_columns = ["account", "amount", "currency"]
+
+
+class PostingView(ModelView):
+    datamodel = SQLAInterface(Posting)
+    base_permissions = ["can_list", "can_show"]
+    list_columns = ["id", "created_at", "kind", "reference", "actor", "memo"]
+    show_columns = ["id", "created_at", "kind", "reference", "actor", "memo"]
+    search_columns = ["kind", "reference", "actor"]
+    base_order = ("id", "desc")
+    related_views = [EntryInline]
+    label_columns = {"created_at": _l("Time"), "kind": _l("Kind"), "reference": _l("Reference"),
+                     "actor": _l("Actor"), "memo": _l("Memo")}
+
+
+class AccountView(ModelView):
+    datamodel = SQLAInterface(Account)
+    base_permissions = ["can_list", "can_show"]
+    list_columns = ["id", "name", "kind", "currency", "shards", "created_at"]
+    search_columns = ["name", "kind", "currency"]
+    base_order = ("id", "asc")
+    related_views = [EntryInline]
+    label_columns = {"name": _l("Account"), "kind": _l("Kind"), "currency": _l("Currency"),
+                     "shards": _l("Balance rows"), "created_at": _l("Opened")}
+
+
+def register(appbuilder: AppBuilder) -> None:
+    appbuilder.add_view_no_menu(EntryInline)
+    appbuilder.add_view(PostingView, "Postings", label=_l("Postings"),
+                        category="Ledger", category_label=_l("Ledger"), icon="fa-book")
+    appbuilder.add_view(AccountView, "Accounts", label=_l("Accounts"),
+                        category="Ledger", icon="fa-balance-scale")

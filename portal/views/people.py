@@ -1,0 +1,27 @@
+"""Customers as staff see them."""
+from __future__ import annotations
+
+from flask_appbuilder import AppBuilder, ModelView
+from flask_appbuilder.models.sqla.interface import SQLAInterface
+
+from portal.i18n import _l
+from portal.models import Customer
+
+
+class CustomerView(ModelView):
+    datamodel = SQLAInterface(Customer)
+    base_permissions = ["can_list", "can_show"]
+    list_columns = ["id", "email", "name", "country", "locale", "is_blocked", "created_at"]
+    show_columns = ["id", "email", "name", "country", "locale", "is_blocked", "block_reason", "created_at"]
+    search_columns = ["email", "name", "country"]
+    base_order = ("id", "desc")
+    label_columns = {
+        "email": _l("E-mail"), "name": _l("Name"), "country": _l("Country"),
+        "locale": _l("Language"), "is_blocked": _l("Blocked"), "block_reason": _l("Block reason"),
+        "created_at": _l("Registered"),
+    }
+
+
+def register(appbuilder: AppBuilder) -> None:
+    appbuilder.add_view(CustomerView, "Customers", label=_l("Customers"),
+                        category="People", category_label=_l("People"), icon="fa-users")
