@@ -1,0 +1,124 @@
+"""The ledger on PostgreSQL: postings, refusals, idempotency, hot accounts, verify."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from portal.models import Posting
+from portal.services import ledger
+from portal.services.audit import Actor
+from portal.services.ledger import (InsufficientBalance, ReferenceConflict, UnbalancedPosting, Leg,
+                                    customer_account, system_account, transfer)
+
+ACTOR = Actor.system("test")
+D = Decimal
+
+
+def fund(session, customer_id: int, amount: str, ref: str = "fund") -> None:
+    """Give a customer available cashback straight from the network receivable."""
+    ledger.post(session, kind="test.fund", reference=f"{ref}:{customer_id}", actor=ACTOR,
+                legs=transfer(system_account("network_receivable"), customer_account(customer_id, "available"), D(amount)))
+
+
+def posting_count(session) -> int:
+    return session.execute(sa.select(sa.func.count()).select_from(Posting)).scalar_one()
+
+
+def test_posting_moves_money_and_verifies(session, customers):
+    """A balanced posting updates both balances; verify finds nothing wrong."""
+    fund(session, 1, "0.035")
+    session.commit()
+    assert ledger.balance(session, customer_account(1, "available")) == D("0.035")
+    assert ledger.balance(session, system_account("network_receivable")) == D("0.035")
+    assert ledger.verify(session).ok
+
+
+def test_refused_posting_writes_nothing(session, customers):
+    """Spending more than available raises and leaves no posting and no balance change."""
+    fund(session, 1, "1.00")
+    session.commit()
+    before = posting_count(session)
+    with pytest.raises(InsufficientBalance) as info:
+        ledger.post(session, kind="withdrawal.hold", reference="w1", actor=ACTOR,
+                    legs=transfer(customer_account(1, "available"), customer_account(1, "on_hold"), D("1.01")))
+    assert info.value.status == 409 and info.value.details["balance"] == "1.000000"
+    session.commit()
+    assert posting_count(session) == before
+    assert ledger.customer_balances(session, 1)["available"] == D("1.00")
+    assert ledger.verify(session).ok
+
+
+def test_same_reference_is_a_noop(session, customers):
+    """Posting twice with one reference returns the first posting and moves money once."""
+    legs = transfer(system_account("network_receivable"), customer_account(2, "pending"), D("0.50"))
+    first = ledger.post(session, kind="cashback.pending", reference="ev-1", legs=legs, actor=ACTOR)
+    second = ledger.post(session, kind="cashback.pending", reference="ev-1", legs=legs, actor=ACTOR)
+    session.commit()
+    assert first.created and not second.created and first.posting_id == second.posting_id
+    assert ledger.customer_balances(session, 2)["pending"] == D("0.50")
+
+
+def test_same_reference_with_other_amount_conflicts(session, customers):
+    """A reference reused with different legs is refused, not silently ignored."""
+    ledger.post(session, kind="cashback.pending", reference="ev-2", actor=ACTOR,
+                legs=transfer(system_account("network_receivable"), customer_account(3, "pending"), D("0.50")))
+    with pytest.raises(ReferenceConflict):
+        ledger.post(session, kind="cashback.pending", reference="ev-2", actor=ACTOR,
+                    legs=transfer(system_account("network_receivable"), customer_account(3, "pending"), D("0.51")))
+
+
+@pytest.mark.parametrize("legs", [
+    [Leg(customer_account(1, "pending"), D("1"))],
+    [Leg(customer_account(1, "pending"), D("1")), Leg(system_account("network_receivable"), D("-0.99"))],
+    [Leg(customer_account(1, "pending"), D("0.0000001")), Leg(system_account("network_receivable"), D("-0.0000001"))],
+    [Leg(customer_account(1, "pending"), D("0")), Leg(system_account("network_receivable"), D("0"))],
+    [Leg(customer_account(1, "pending", "USD"), D("1")), Leg(system_account("network_receivable", "RUB"), D("-1"))],
+])
+def test_invalid_postings_are_refused(session, legs, customers):
+    """Unbalanced, single-leg, over-precise, zero and cross-currency postings are refused."""
+    with pytest.raises(UnbalancedPosting):
+        ledger.post(session, kind="bad", reference="bad", legs=legs, actor=ACTOR)
+    assert posting_count(session) == 0
+
+
+def test_hot_account_spreads_over_shards(session, customers):
+    """Postings to a system account land on different balance rows that sum up right."""
+    for i in range(40):
+        ledger.post(session, kind="cashback.pending", reference=f"hot-{i}", actor=ACTOR,
+                    legs=transfer(system_account("network_receivable"), customer_account(i % 5 + 1, "pending"), D("0.01")))
+    session.commit()
+    shards = session.execute(sa.text(
+        "SELECT count(*) FROM ledger_balance b JOIN ledger_account a ON a.id = b.account_id "
+        "WHERE a.name = 'network_receivable' AND b.balance <> 0")).scalar_one()
+    assert shards > 1
+    assert ledger.balance(session, system_account("network_receivable")) == D("0.40")
+    assert ledger.verify(session).ok
+
+
+def test_receivable_nets_against_cashback(session, customers):
+    """A clawback beyond available is booked as a customer receivable (shown positive)."""
+    fund(session, 4, "0.10")
+    ledger.post(session, kind="cashback.clawback", reference="claw-1", actor=ACTOR, legs=[
+        Leg(customer_account(4, "available"), D("-0.10")),
+        Leg(customer_account(4, "receivable"), D("-0.05")),
+        Leg(system_account("network_receivable"), D("0.15")),
+    ])
+    session.commit()
+    balances = ledger.customer_balances(session, 4)
+    assert balances["available"] == 0 and balances["receivable"] == D("0.05")
+    assert ledger.verify(session).ok
+
+
+def test_verify_detects_tampering(app, session, customers):
+    """A balance changed behind the ledger's back is reported, and the CLI exits 1."""
+    fund(session, 5, "2.00")
+    session.commit()
+    session.execute(sa.text("UPDATE ledger_balance SET balance = balance + 1 WHERE account_id = "
+                            "(SELECT id FROM ledger_account WHERE name = 'customer:5:available')"))
+    session.commit()
+    report = ledger.verify(session)
+    assert not report.ok and "balance mismatch: customer:5:available" in report.summary()
+    result = app.test_cli_runner().invoke(args=["verify-ledger"])
+    assert result.exit_code == 1 and "PROBLEM" in result.output
