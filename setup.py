@@ -45,6 +45,8 @@ setup(
     entry_points={
         "console_scripts": ["cashback=portal.cli:main"],
         # Payout provider plugins register here (see README "Adding a provider").
-        "cashback.payment_providers": [],
+        "cashback.payment_providers": [
+            "test = payment_providers.testbank.provider",
+        ],
     },
 )

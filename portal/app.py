@@ -1,6 +1,7 @@
 """The application factory."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,6 +22,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config:
         settings.update(config)
     config_module.check(settings)
+    # FAB warns about its own user/role list filters at every start: noise, not news.
+    logging.getLogger("flask_appbuilder.models.filters").setLevel(logging.ERROR)
 
     app = Flask(
         "portal",

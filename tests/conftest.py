@@ -92,12 +92,14 @@ def clean_db(app):
     """Empty every data table after the test."""
     yield
     from portal.extensions import db
+    from portal.services.ledger import reset_account_cache
 
     with app.app_context():
         db.session.remove()
         tables = [t.name for t in db.metadata.sorted_tables if t.name not in KEEP_TABLES]
         with db.engine.begin() as conn:
             conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+        reset_account_cache()
 
 
 @pytest.fixture
@@ -140,3 +142,36 @@ def customers(app, clean_db):
         db.session.execute(sa.text("SELECT setval('customer_id_seq', 20)"))
         db.session.commit()
     return list(range(1, 21))
+
+
+@pytest.fixture(scope="session")
+def sqlite_app(tmp_path_factory):
+    """The portal on the embedded SQLite default (the Python posting path), customers 1..20."""
+    from portal.extensions import db
+    from portal.models import Customer
+
+    app = build_app(f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'cashback.db'}")
+    with app.app_context():
+        db.session.add_all([Customer(id=i, email=f"c{i}@test.local", name=f"Customer {i}") for i in range(1, 21)])
+        db.session.commit()
+    return app
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def ledger_session(request):
+    """A session on either backend: PostgreSQL runs ledger_post(), SQLite the Python path."""
+    from portal.extensions import db
+    from portal.services.ledger import reset_account_cache
+
+    if request.param == "postgresql":
+        request.getfixturevalue("customers")
+        yield request.getfixturevalue("session")
+        return
+    app = request.getfixturevalue("sqlite_app")
+    with app.app_context():
+        yield db.session
+        db.session.rollback()
+        for table in ("ledger_entry", "ledger_posting", "ledger_balance", "ledger_account"):
+            db.session.execute(sa.text(f"DELETE FROM {table}"))
+        db.session.commit()
+        reset_account_cache()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask_appbuilder.models.sqla import Model
+from flask_appbuilder.security.sqla.models import User
 from sqlalchemy.orm import relationship
 
 from .types import UtcDateTime, utcnow
@@ -24,7 +25,7 @@ class Customer(Model):
     block_reason = sa.Column(sa.String(500), nullable=True)
     created_at = sa.Column(UtcDateTime, nullable=False, default=utcnow)
 
-    user = relationship("User")
+    user = relationship(User)
 
     def __repr__(self) -> str:
         return f"<Customer {self.id} {self.email}>"

@@ -19,6 +19,21 @@ MICROS = Decimal(1_000_000)
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+def from_micros(value: int) -> Decimal:
+    """Integer micro-units to a 6-place Decimal."""
+    return (Decimal(int(value)) / MICROS).quantize(Decimal("0.000001"))
+
+
+def to_micros(value: Decimal) -> int:
+    """A Decimal with at most 6 places to integer micro-units (refuses anything else)."""
+    if isinstance(value, float):
+        raise TypeError("money must be Decimal or int, never float")
+    micros = Decimal(value) * MICROS
+    if micros != micros.to_integral_value():
+        raise ValueError(f"{value} has more than 6 decimal places")
+    return int(micros)
+
+
 class Money(TypeDecorator):
     """A Decimal amount stored as integer micro-units."""
 
@@ -26,19 +41,10 @@ class Money(TypeDecorator):
     cache_ok = True
 
     def process_bind_param(self, value, dialect):
-        if value is None:
-            return None
-        if isinstance(value, float):
-            raise TypeError("money must be Decimal or int, never float")
-        micros = Decimal(value) * MICROS
-        if micros != micros.to_integral_value():
-            raise ValueError(f"{value} has more than 6 decimal places")
-        return int(micros)
+        return None if value is None else to_micros(value)
 
     def process_result_value(self, value, dialect):
-        if value is None:
-            return None
-        return (Decimal(int(value)) / MICROS).quantize(Decimal("0.000001"))
+        return None if value is None else from_micros(value)
 
 
 def utcnow() -> dt.datetime:

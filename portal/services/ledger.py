@@ -30,6 +30,7 @@ row.  An account's balance is the sum of its shards.
 """
 from __future__ import annotations
 
+import weakref
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -42,7 +43,7 @@ from sqlalchemy.orm import Session
 from portal.errors import Conflict, DomainError, Invalid
 from portal.i18n import _l
 from portal.models import Account, AccountBalance, Entry, Posting
-from portal.models.types import MICROS, utcnow
+from portal.models.types import from_micros, to_micros, utcnow
 from portal.services.audit import Actor
 from portal.services.money import CURRENCIES, is_ledger_exact
 
@@ -194,16 +195,46 @@ class _Acct:
     shards: int
 
 
+#: Account ids never change once committed (accounts are never deleted), so each process
+#: remembers them per engine.  Accounts created by a transaction that has not committed
+#: yet are kept out (``session.info[_NEW]``) until a later lookup finds them committed.
+_ACCOUNT_CACHE: "weakref.WeakKeyDictionary[sa.Engine, dict[tuple[str, str], _Acct]]" = weakref.WeakKeyDictionary()
+_NEW = "ledger_uncommitted_account_ids"
+
+
+def reset_account_cache() -> None:
+    """Forget cached account ids (tests that TRUNCATE the ledger call this)."""
+    _ACCOUNT_CACHE.clear()
+
+
+@sa.event.listens_for(Session, "after_commit")
+@sa.event.listens_for(Session, "after_rollback")
+def _forget_uncommitted(session: Session) -> None:
+    session.info.pop(_NEW, None)
+
+
 def _lookup(session: Session, keys: Iterable[AccountKey]) -> dict[AccountKey, _Acct]:
-    by_pair = {(k.name, k.currency): k for k in keys}
-    if not by_pair:
-        return {}
-    rows = session.execute(
-        sa.select(Account.id, Account.name, Account.currency, Account.shards).where(
-            sa.tuple_(Account.name, Account.currency).in_(list(by_pair))
-        )
+    engine = session.get_bind()
+    cache = _ACCOUNT_CACHE.setdefault(engine, {})
+    found = {k: cache[(k.name, k.currency)] for k in keys if (k.name, k.currency) in cache}
+    by_name = {}
+    for k in keys:
+        if k not in found:
+            by_name.setdefault(k.name, []).append(k)
+    if not by_name:
+        return found
+    rows = session.connection().execute(
+        sa.select(Account.id, Account.name, Account.currency, Account.shards)
+        .where(Account.name.in_(list(by_name)))
     )
-    return {by_pair[(r.name, r.currency)]: _Acct(r.id, r.shards) for r in rows}
+    uncommitted = session.info.get(_NEW, ())
+    for r in rows:
+        for k in by_name[r.name]:
+            if k.currency == r.currency:
+                found[k] = _Acct(r.id, r.shards)
+                if r.id not in uncommitted:
+                    cache[(r.name, r.currency)] = found[k]
+    return found
 
 
 def ensure_accounts(session: Session, keys: Iterable[AccountKey]) -> dict[AccountKey, _Acct]:
@@ -222,6 +253,9 @@ def ensure_accounts(session: Session, keys: Iterable[AccountKey]) -> dict[Accoun
                  "customer_id": k.customer_id, "shards": 1 if k.spec.customer else shards}
                 for k in sorted(missing)
             ],
+        )
+        session.info.setdefault(_NEW, set()).update(
+            session.execute(sa.select(Account.id).where(Account.name.in_([k.name for k in missing]))).scalars()
         )
         created = _lookup(session, missing)
         session.execute(
@@ -258,25 +292,63 @@ def _same_legs(session: Session, posting_id: int, kind: str, legs: Sequence[Leg]
     return posting_kind == kind and stored == wanted
 
 
-def _replay(session: Session, posting_id: int, kind: str, reference: str,
-            legs: Sequence[Leg]) -> PostResult:
-    if not _same_legs(session, posting_id, kind, legs):
-        raise ReferenceConflict(reference=reference)
-    return PostResult(posting_id, created=False)
+def _guard(key: AccountKey) -> int:
+    """1 / -1 for a customer account (credit- / debit-normal), 0 for a system account."""
+    if not key.spec.customer:
+        return 0
+    return 1 if key.spec.normal == "credit" else -1
+
+
+def _insufficient(leg: Leg, stored: Decimal) -> InsufficientBalance:
+    return InsufficientBalance(account=leg.account.name, balance=str(_display(leg.account, stored)),
+                               needed=str(-_display(leg.account, leg.amount)))
 
 
 def post(session: Session, *, kind: str, reference: str, legs: Sequence[Leg],
          actor: Actor, memo: str = "") -> PostResult:
-    """Record one balanced posting and update balances, in the caller's transaction."""
+    """Record one balanced posting and update balances, in the caller's transaction.
+
+    On PostgreSQL the steps run server-side in one call of ``ledger_post()`` (migration
+    0002); elsewhere (SQLite) the same steps run here.  Both are held to one test suite.
+    """
     validate_legs(legs)
     if not reference or len(reference) > 200:
         raise UnbalancedPosting(_l("A posting needs a reference of at most 200 characters."))
     accounts = ensure_accounts(session, (leg.account for leg in legs))
+    run = _post_postgres if session.get_bind().dialect.name == "postgresql" else _post_python
+    posting_id, created = run(session, accounts, kind, reference, legs, actor, memo)
+    if not created and not _same_legs(session, posting_id, kind, legs):
+        raise ReferenceConflict(reference=reference)
+    return PostResult(posting_id, created)
 
-    guarded = sorted((l for l in legs if l.account.spec.customer), key=lambda l: accounts[l.account].id)
+
+_PG_POST = sa.text(
+    "SELECT posting_id, created, refused_leg, refused_balance FROM ledger_post("
+    ":kind, :reference, :actor, :memo, :created_at, :accounts, :amounts, :currencies, :shards, "
+    "CAST(:guard AS smallint[]))"
+)
+
+
+def _post_postgres(session, accounts, kind, reference, legs, actor, memo) -> tuple[int, bool]:
+    row = session.connection().execute(_PG_POST, {
+        "kind": kind, "reference": reference, "actor": actor.label, "memo": memo, "created_at": utcnow(),
+        "accounts": [accounts[l.account].id for l in legs],
+        "amounts": [to_micros(l.amount) for l in legs],
+        "currencies": [l.account.currency for l in legs],
+        "shards": [accounts[l.account].shards for l in legs],
+        "guard": [_guard(l.account) for l in legs],
+    }).one()
+    if row.refused_leg is not None:
+        raise _insufficient(legs[row.refused_leg], from_micros(row.refused_balance))
+    return row.posting_id, row.created
+
+
+def _post_python(session, accounts, kind, reference, legs, actor, memo) -> tuple[int, bool]:
+    conn = session.connection()  # Core statements: the ORM adds nothing on this path
+    guarded = sorted((l for l in legs if _guard(l.account)), key=lambda l: accounts[l.account].id)
     stored: dict[int, Decimal] = {}
     if guarded:
-        rows = session.execute(
+        rows = conn.execute(
             sa.select(AccountBalance.account_id, AccountBalance.balance)
             .where(AccountBalance.account_id.in_([accounts[l.account].id for l in guarded]),
                    AccountBalance.shard == 0)
@@ -286,53 +358,42 @@ def post(session: Session, *, kind: str, reference: str, legs: Sequence[Leg],
         stored = {r.account_id: r.balance for r in rows}
 
     # After the locks: a concurrent twin with the same reference has committed by now.
-    existing = session.execute(
-        sa.select(Posting.id).where(Posting.reference == reference)
-    ).scalar_one_or_none()
+    existing = conn.execute(sa.select(Posting.id).where(Posting.reference == reference)).scalar_one_or_none()
     if existing is not None:
-        return _replay(session, existing, kind, reference, legs)
+        return existing, False
 
     for leg in guarded:
-        acct_id = accounts[leg.account].id
-        after = _display(leg.account, stored[acct_id] + leg.amount)
-        if after < 0 and _display(leg.account, leg.amount) < 0:
-            raise InsufficientBalance(
-                account=leg.account.name,
-                balance=str(_display(leg.account, stored[acct_id])),
-                needed=str(-_display(leg.account, leg.amount)),
-            )
+        before = stored[accounts[leg.account].id]
+        if _display(leg.account, leg.amount) < 0 and _display(leg.account, before + leg.amount) < 0:
+            raise _insufficient(leg, before)
 
-    posting_id = session.execute(
+    posting_id = conn.execute(
         _insert(session, Posting.__table__)
-        .values(kind=kind, reference=reference, actor=actor.label, memo=memo,
-                created_at=utcnow())
+        .values(kind=kind, reference=reference, actor=actor.label, memo=memo, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["reference"])
         .returning(Posting.__table__.c.id)
     ).scalar_one_or_none()
     if posting_id is None:  # lost a race to an identical reference without customer locks
-        existing = session.execute(sa.select(Posting.id).where(Posting.reference == reference)).scalar_one()
-        return _replay(session, existing, kind, reference, legs)
+        return conn.execute(sa.select(Posting.id).where(Posting.reference == reference)).scalar_one(), False
 
-    session.execute(
+    conn.execute(
         sa.insert(Entry.__table__),
         [{"posting_id": posting_id, "account_id": accounts[l.account].id,
           "amount": l.amount, "currency": l.account.currency} for l in legs],
     )
     updates = sorted(
-        (
-            (0 if leg.account.spec.customer else 1, accounts[leg.account].id,
-             posting_id % accounts[leg.account].shards, leg.amount)
-            for leg in legs
-        )
+        (0 if _guard(leg.account) else 1, accounts[leg.account].id,
+         posting_id % accounts[leg.account].shards, leg.amount)
+        for leg in legs
     )
     table = AccountBalance.__table__
-    session.execute(
+    conn.execute(
         table.update()
         .where(table.c.account_id == sa.bindparam("b_account"), table.c.shard == sa.bindparam("b_shard"))
         .values(balance=table.c.balance + sa.bindparam("b_delta", type_=table.c.balance.type)),
         [{"b_account": a, "b_shard": s, "b_delta": d} for _, a, s, d in updates],
     )
-    return PostResult(posting_id, created=True)
+    return posting_id, True
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -384,10 +445,6 @@ class VerifyReport:
         return "\n".join([head, *("  - " + p for p in self.problems)])
 
 
-def _money(micros) -> Decimal:
-    return Decimal(int(micros)) / MICROS
-
-
 def verify(session: Session, *, limit: int = 50) -> VerifyReport:
     """Re-sum every entry and compare with the stored balances; check every posting."""
     report = VerifyReport(
@@ -424,7 +481,7 @@ def verify(session: Session, *, limit: int = 50) -> VerifyReport:
     }
     for label, sql in checks.items():
         for what, got, expected in session.execute(sa.text(sql + f" LIMIT {int(limit)}")):
-            report.problems.append(f"{label}: {what}: {_money(got)} (expected {_money(expected)})"
+            report.problems.append(f"{label}: {what}: {from_micros(got)} (expected {from_micros(expected)})"
                                    if label != "posting with fewer than 2 entries"
                                    else f"{label}: {what} has {got}")
     return report

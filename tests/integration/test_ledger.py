@@ -26,8 +26,9 @@ def posting_count(session) -> int:
     return session.execute(sa.select(sa.func.count()).select_from(Posting)).scalar_one()
 
 
-def test_posting_moves_money_and_verifies(session, customers):
+def test_posting_moves_money_and_verifies(ledger_session):
     """A balanced posting updates both balances; verify finds nothing wrong."""
+    session = ledger_session
     fund(session, 1, "0.035")
     session.commit()
     assert ledger.balance(session, customer_account(1, "available")) == D("0.035")
@@ -35,8 +36,9 @@ def test_posting_moves_money_and_verifies(session, customers):
     assert ledger.verify(session).ok
 
 
-def test_refused_posting_writes_nothing(session, customers):
+def test_refused_posting_writes_nothing(ledger_session):
     """Spending more than available raises and leaves no posting and no balance change."""
+    session = ledger_session
     fund(session, 1, "1.00")
     session.commit()
     before = posting_count(session)
@@ -50,8 +52,9 @@ def test_refused_posting_writes_nothing(session, customers):
     assert ledger.verify(session).ok
 
 
-def test_same_reference_is_a_noop(session, customers):
+def test_same_reference_is_a_noop(ledger_session):
     """Posting twice with one reference returns the first posting and moves money once."""
+    session = ledger_session
     legs = transfer(system_account("network_receivable"), customer_account(2, "pending"), D("0.50"))
     first = ledger.post(session, kind="cashback.pending", reference="ev-1", legs=legs, actor=ACTOR)
     second = ledger.post(session, kind="cashback.pending", reference="ev-1", legs=legs, actor=ACTOR)
@@ -60,8 +63,9 @@ def test_same_reference_is_a_noop(session, customers):
     assert ledger.customer_balances(session, 2)["pending"] == D("0.50")
 
 
-def test_same_reference_with_other_amount_conflicts(session, customers):
+def test_same_reference_with_other_amount_conflicts(ledger_session):
     """A reference reused with different legs is refused, not silently ignored."""
+    session = ledger_session
     ledger.post(session, kind="cashback.pending", reference="ev-2", actor=ACTOR,
                 legs=transfer(system_account("network_receivable"), customer_account(3, "pending"), D("0.50")))
     with pytest.raises(ReferenceConflict):
@@ -76,15 +80,17 @@ def test_same_reference_with_other_amount_conflicts(session, customers):
     [Leg(customer_account(1, "pending"), D("0")), Leg(system_account("network_receivable"), D("0"))],
     [Leg(customer_account(1, "pending", "USD"), D("1")), Leg(system_account("network_receivable", "RUB"), D("-1"))],
 ])
-def test_invalid_postings_are_refused(session, legs, customers):
+def test_invalid_postings_are_refused(ledger_session, legs):
     """Unbalanced, single-leg, over-precise, zero and cross-currency postings are refused."""
+    session = ledger_session
     with pytest.raises(UnbalancedPosting):
         ledger.post(session, kind="bad", reference="bad", legs=legs, actor=ACTOR)
     assert posting_count(session) == 0
 
 
-def test_hot_account_spreads_over_shards(session, customers):
+def test_hot_account_spreads_over_shards(ledger_session):
     """Postings to a system account land on different balance rows that sum up right."""
+    session = ledger_session
     for i in range(40):
         ledger.post(session, kind="cashback.pending", reference=f"hot-{i}", actor=ACTOR,
                     legs=transfer(system_account("network_receivable"), customer_account(i % 5 + 1, "pending"), D("0.01")))
@@ -97,8 +103,9 @@ def test_hot_account_spreads_over_shards(session, customers):
     assert ledger.verify(session).ok
 
 
-def test_receivable_nets_against_cashback(session, customers):
+def test_receivable_nets_against_cashback(ledger_session):
     """A clawback beyond available is booked as a customer receivable (shown positive)."""
+    session = ledger_session
     fund(session, 4, "0.10")
     ledger.post(session, kind="cashback.clawback", reference="claw-1", actor=ACTOR, legs=[
         Leg(customer_account(4, "available"), D("-0.10")),

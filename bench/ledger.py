@@ -1,0 +1,168 @@
+"""Ledger throughput on PostgreSQL with concurrent writers, against a raw-INSERT baseline.
+
+Prints, from one run on one throw-away database:
+
+  (a)  postings/s, customer → customer transfers spread over 1,000 accounts
+  (b)  postings/s, every posting touching the one hot system account ``network_receivable``
+  (b1) the same with that account kept on a single balance row (what sharding buys)
+  (c)  transactions/s, the baseline: single-row INSERT transactions with plain psycopg
+
+and the ratios (a)/(c), (b)/(c) and (b)/(a).  Goal: (b) ≥ 0.8 × (a), (a) > 1,000/s.
+Each writer is its own process (no shared GIL), with its own connection.
+
+    python bench/ledger.py [--writers 8] [--postings 4000] [--database-url URL]
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import random
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from config import normalize_database_url  # noqa: E402
+
+CUSTOMERS = 1000
+
+
+def _conninfo(url: str) -> str:
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _setup(url: str) -> None:
+    """Schema by Alembic, 1,000 funded customers, a single-row hot account for (b1)."""
+    from flask_migrate import upgrade
+
+    from portal.app import create_app
+    from portal.extensions import db
+    from portal.models import Customer
+    from portal.services import ledger
+    from portal.services.audit import Actor
+    from portal.services.ledger import customer_account, system_account, transfer
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "CASHBACK_ENV": "testing", "SECRET_KEY": "bench"})
+    with app.app_context():
+        upgrade()
+        db.session.execute(sa.insert(Customer.__table__), [
+            {"id": i, "email": f"bench{i}@bench.local", "name": f"Bench {i}", "locale": "ru",
+             "is_blocked": False} for i in range(1, CUSTOMERS + 1)])
+        db.session.commit()
+        actor = Actor.system("bench")
+        for i in range(1, CUSTOMERS + 1):
+            ledger.open_customer_accounts(db.session, i)
+            ledger.post(db.session, kind="bench.fund", reference=f"fund-{i}", actor=actor,
+                        legs=transfer(system_account("network_receivable"), customer_account(i, "available"),
+                                      Decimal("100.00")))
+        app.config["LEDGER_HOT_SHARDS"] = 1
+        ledger.ensure_accounts(db.session, [system_account("promo_expense")])
+        db.session.commit()
+        db.session.execute(sa.text("CREATE TABLE bench_baseline (id bigserial PRIMARY KEY, v text NOT NULL)"))
+        db.session.commit()
+        db.engine.dispose()
+
+
+def _writer(url: str, scenario: str, worker: int, count: int, start, done) -> None:
+    from portal.services import ledger
+    from portal.services.audit import Actor
+    from portal.services.ledger import customer_account, system_account, transfer
+
+    rng = random.Random(worker)
+    actor = Actor.system("bench")
+    cent = Decimal("0.01")
+    if scenario == "c":
+        with psycopg.connect(_conninfo(url)) as conn:
+            start.wait()
+            for n in range(count):
+                conn.execute("INSERT INTO bench_baseline (v) VALUES (%s)", (f"{worker}-{n}",))
+                conn.commit()
+        done.put(worker)
+        return
+    engine = sa.create_engine(url, pool_size=1, max_overflow=0)
+    hot = system_account("network_receivable" if scenario == "b" else "promo_expense")
+    with Session(engine) as session:
+        session.execute(sa.text("SELECT 1"))
+        start.wait()
+        for n in range(count):
+            if scenario == "a":
+                a, b = rng.sample(range(1, CUSTOMERS + 1), 2)
+                legs = transfer(customer_account(a, "available"), customer_account(b, "available"), cent)
+            else:
+                legs = transfer(hot, customer_account(rng.randint(1, CUSTOMERS), "pending"), cent)
+            ledger.post(session, kind=f"bench.{scenario}", reference=f"{scenario}-{worker}-{n}",
+                        legs=legs, actor=actor)
+            session.commit()
+    engine.dispose()
+    done.put(worker)
+
+
+def _run(url: str, scenario: str, writers: int, total: int) -> float:
+    ctx = mp.get_context("spawn")
+    start = ctx.Barrier(writers + 1, timeout=120)
+    done = ctx.Queue()
+    share = total // writers
+    procs = [ctx.Process(target=_writer, args=(url, scenario, w, share, start, done)) for w in range(writers)]
+    for p in procs:
+        p.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for _ in procs:
+        done.get(timeout=600)
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+        if p.exitcode:
+            raise SystemExit(f"writer failed in scenario {scenario}")
+    return share * writers / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--postings", type=int, default=4000, help="per scenario")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL")
+                        or "postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+
+    base = normalize_database_url(args.database_url)
+    name = f"cashback_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_conninfo(base), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = sa.make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        _setup(url)
+        rates = {s: _run(url, s, args.writers, args.postings) for s in ("c", "a", "b", "b1")}
+        from portal.services.ledger import verify
+
+        engine = sa.create_engine(url)
+        with Session(engine) as session:
+            report = verify(session)
+        engine.dispose()
+    finally:
+        with psycopg.connect(_conninfo(base), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    a, b, b1, c = rates["a"], rates["b"], rates["b1"], rates["c"]
+    print(f"ledger bench: {args.writers} writer processes, {args.postings} postings per scenario, PostgreSQL")
+    print(f"(a)  customer->customer over {CUSTOMERS} accounts : {a:8.0f} postings/s")
+    print(f"(b)  all touching network_receivable (sharded)  : {b:8.0f} postings/s")
+    print(f"(b1) all touching one unsharded system account  : {b1:8.0f} postings/s")
+    print(f"(c)  baseline: single-row INSERT transactions   : {c:8.0f} tx/s")
+    print(f"ratios: (a)/(c) = {a / c:.2f}   (b)/(c) = {b / c:.2f}   (b1)/(c) = {b1 / c:.2f}")
+    print(f"hot account: (b)/(a) = {b / a:.2f} (goal >= 0.80: {'met' if b / a >= 0.8 else 'NOT met'}); "
+          f"(a) {'>' if a > 1000 else '<='} 1000 postings/s")
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
