@@ -17,6 +17,11 @@ Environment variables (the names are the contract; keep README.md in step):
     Redis for RQ queues.  Empty (default): jobs run synchronously in the web process.
 ``SECRET_KEY``
     Flask session / CSRF / JWT signing key.
+``CASHBACK_POSTBACK_SECRETS``
+    ``network:secret`` pairs, comma-separated: the HMAC key of each affiliate network's
+    postbacks.  Production refuses the development default.
+``CASHBACK_NETWORK_URL_TEMPLATE``
+    The affiliate redirect: ``{sub_id}`` and ``{url}`` (URL-encoded product link) are filled in.
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ BASE_DIR = Path(__file__).resolve().parent
 
 #: The key used when none is configured.  Fine for a laptop demo, refused in production.
 DEFAULT_SECRET_KEY = "dev-insecure-change-me"
+#: Postback HMAC key of the demo network; refused in production.
+DEFAULT_POSTBACK_SECRETS = "epn:dev-postback-secret"
 
 
 def normalize_database_url(url: str) -> str:
@@ -55,6 +62,17 @@ def _env_int(name: str, default: int) -> int:
 
 def _env_decimal(name: str, default: str) -> Decimal:
     return Decimal(_env(name, default))
+
+
+def _pairs(raw: str) -> dict[str, str]:
+    """``"a:1,b:2"`` -> ``{"a": "1", "b": "2"}``."""
+    result = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        name, _, value = item.partition(":")
+        if not name or not value:
+            raise ConfigError(f"expected network:secret, got {item!r}")
+        result[name.strip()] = value.strip()
+    return result
 
 
 def load() -> dict:
@@ -87,6 +105,26 @@ def load() -> dict:
         "MIN_WITHDRAWAL_USD": _env_decimal("CASHBACK_MIN_WITHDRAWAL_USD", "0.20"),
         #: Default share of our network commission paid to the customer, in percent.
         "DEFAULT_CASHBACK_RATE": _env_decimal("CASHBACK_DEFAULT_RATE", "7.00"),
+        # --- the cashback path ------------------------------------------------------
+        #: HMAC keys of the networks' postbacks, by network code.
+        "POSTBACK_SECRETS": _pairs(_env("CASHBACK_POSTBACK_SECRETS", DEFAULT_POSTBACK_SECRETS)),
+        #: Accepted clock difference of a postback's timestamp, seconds.
+        "POSTBACK_WINDOW_SECONDS": _env_int("CASHBACK_POSTBACK_WINDOW_SECONDS", 300),
+        #: Largest postback body accepted, bytes.
+        "POSTBACK_MAX_BYTES": _env_int("CASHBACK_POSTBACK_MAX_BYTES", 16384),
+        #: The network code clicks are tracked with.
+        "DEFAULT_NETWORK": _env("CASHBACK_DEFAULT_NETWORK", "epn"),
+        #: Affiliate redirect; {sub_id} and {url} (URL-encoded product link) are filled in.
+        "NETWORK_URL_TEMPLATE": _env(
+            "CASHBACK_NETWORK_URL_TEMPLATE",
+            "https://alitems.site/g/1e8d114494c02ea3d6a016525dc3e8/?sub={sub_id}&ulp={url}",
+        ),
+        #: Clicks on one product by one customer within this many minutes count as repeats.
+        "CLICK_REPEAT_WINDOW_MINUTES": _env_int("CASHBACK_CLICK_REPEAT_WINDOW_MINUTES", 60),
+        #: From this many repeats on, the customer is warned the network may see spam.
+        "CLICK_SPAM_THRESHOLD": _env_int("CASHBACK_CLICK_SPAM_THRESHOLD", 3),
+        #: Follow short links (s.click.aliexpress.com) over the network; off in tests/offline.
+        "OUTBOUND_HTTP": _env_bool("CASHBACK_OUTBOUND_HTTP", False),
         # --- Flask-AppBuilder --------------------------------------------------------
         "APP_NAME": _env("CASHBACK_APP_NAME", "Cashback back-office"),
         "AUTH_TYPE": AUTH_DB,
@@ -121,5 +159,7 @@ def check(settings: dict) -> None:
             "SECRET_KEY is the built-in development key: set SECRET_KEY in the environment "
             "before running with CASHBACK_ENV=production."
         )
+    if settings["CASHBACK_ENV"] == "production" and settings["POSTBACK_SECRETS"] == _pairs(DEFAULT_POSTBACK_SECRETS):
+        raise ConfigError("CASHBACK_POSTBACK_SECRETS is the development default: set the networks' real keys.")
     if settings["CASHBACK_ENV"] not in {"development", "testing", "production"}:
         raise ConfigError(f"CASHBACK_ENV must be development, testing or production, not {settings['CASHBACK_ENV']!r}")

@@ -1,6 +1,10 @@
 """SQLAlchemy models, one module per aggregate.  Importing this registers them all."""
 from .audit import AuditRecord
+from .cashback import (Click, ClickVisit, FxRate, NetworkEvent, Order, PostbackRejection, Promo,
+                       ReconImport, ReconLine)
 from .customers import Customer
 from .ledger import Account, AccountBalance, Entry, Posting
 
-__all__ = ["Account", "AccountBalance", "AuditRecord", "Customer", "Entry", "Posting"]
+__all__ = ["Account", "AccountBalance", "AuditRecord", "Click", "ClickVisit", "Customer", "Entry",
+           "FxRate", "NetworkEvent", "Order", "Posting", "PostbackRejection", "Promo", "ReconImport",
+           "ReconLine"]

@@ -79,3 +79,7 @@ def render_item(type_, obj, autogen_context):
     if type_ == "type" and isinstance(obj, UtcDateTime):
         return "sa.DateTime(timezone=True)"
     return False
+
+
+#: Rates and percentages (7.00 %, 78.1234 RUB per USD) use the same exact 6-place storage.
+Exact = Money

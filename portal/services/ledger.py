@@ -45,6 +45,7 @@ from portal.i18n import _l
 from portal.models import Account, AccountBalance, Entry, Posting
 from portal.models.types import from_micros, to_micros, utcnow
 from portal.services.audit import Actor
+from portal.services.db import insert_or_ignore
 from portal.services.money import CURRENCIES, is_ledger_exact
 
 DEFAULT_HOT_SHARDS = 16
@@ -180,15 +181,6 @@ def _hot_shards() -> int:
     return DEFAULT_HOT_SHARDS
 
 
-def _insert(session: Session, table):
-    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
-
-
 @dataclass(frozen=True)
 class _Acct:
     id: int
@@ -245,7 +237,7 @@ def ensure_accounts(session: Session, keys: Iterable[AccountKey]) -> dict[Accoun
     if missing:
         shards = _hot_shards()
         session.execute(
-            _insert(session, Account.__table__).on_conflict_do_nothing(
+            insert_or_ignore(session, Account.__table__).on_conflict_do_nothing(
                 index_elements=["name", "currency"]
             ),
             [
@@ -259,7 +251,7 @@ def ensure_accounts(session: Session, keys: Iterable[AccountKey]) -> dict[Accoun
         )
         created = _lookup(session, missing)
         session.execute(
-            _insert(session, AccountBalance.__table__).on_conflict_do_nothing(
+            insert_or_ignore(session, AccountBalance.__table__).on_conflict_do_nothing(
                 index_elements=["account_id", "shard"]
             ),
             [{"account_id": a.id, "shard": s, "balance": Decimal(0)}
@@ -368,7 +360,7 @@ def _post_python(session, accounts, kind, reference, legs, actor, memo) -> tuple
             raise _insufficient(leg, before)
 
     posting_id = conn.execute(
-        _insert(session, Posting.__table__)
+        insert_or_ignore(session, Posting.__table__)
         .values(kind=kind, reference=reference, actor=actor.label, memo=memo, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["reference"])
         .returning(Posting.__table__.c.id)
@@ -413,15 +405,23 @@ def balance(session: Session, key: AccountKey) -> Decimal:
     return _display(key, stored_balance(session, key))
 
 
-def customer_balances(session: Session, customer_id: int, currency: str = "USD") -> dict[str, Decimal]:
-    """``{"pending": …, "available": …, "on_hold": …, "receivable": …}`` as displayed."""
-    rows = session.execute(
+def customer_balances(session: Session, customer_id: int, currency: str = "USD", *,
+                      lock: bool = False) -> dict[str, Decimal]:
+    """``{"pending": …, "available": …, "on_hold": …, "receivable": …}`` as displayed.
+
+    ``lock=True`` takes the customer's balance rows ``FOR UPDATE`` (in the ledger's lock
+    order) so a decision made on these figures holds until the transaction ends.
+    """
+    query = (
         sa.select(Account.kind, AccountBalance.balance)
         .join(AccountBalance, AccountBalance.account_id == Account.id)
         .where(Account.customer_id == customer_id, Account.currency == currency)
+        .order_by(Account.id)
     )
+    if lock:
+        query = query.with_for_update(of=AccountBalance)
     result = {k: Decimal("0.000000") for k in CUSTOMER_KINDS}
-    for kind, stored in rows:
+    for kind, stored in session.execute(query):
         result[kind] = _display(customer_account(customer_id, kind, currency), stored)
     return result
 

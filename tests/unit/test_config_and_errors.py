@@ -31,9 +31,18 @@ def test_production_refuses_default_secret(monkeypatch):
         create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
 
 
+def test_production_refuses_default_postback_secret(monkeypatch):
+    monkeypatch.setenv("CASHBACK_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "a-long-random-production-key")
+    monkeypatch.delenv("CASHBACK_POSTBACK_SECRETS", raising=False)
+    with pytest.raises(config.ConfigError, match="POSTBACK"):
+        create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+
+
 def test_production_starts_with_a_real_secret(monkeypatch):
     monkeypatch.setenv("CASHBACK_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "a-long-random-production-key")
+    monkeypatch.setenv("CASHBACK_POSTBACK_SECRETS", "epn:a-real-network-key")
     app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
     assert app.config["SESSION_COOKIE_SECURE"] is True
 

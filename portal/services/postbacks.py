@@ -1,0 +1,82 @@
+"""The network postback endpoint's command: verify, parse, store, apply — or reject and log.
+
+Status codes: 401 for a missing/forged signature, an unknown network or a stale
+timestamp; 400 for a body that is not a valid event; 409 for an event id replayed with
+other data; 413 for an oversized body; 422 when an RUB event's day has no exchange rate
+yet (the network retries later).  Every refusal is recorded in ``postback_rejection``
+(nothing else changes) for Developers; every accepted event is stored in
+``network_event``, replays included as a no-op answer.
+"""
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from typing import Mapping
+
+from sqlalchemy.orm import Session
+
+from portal.errors import DomainError
+from portal.i18n import _l
+from portal.models import PostbackRejection
+from portal.services import orders
+from portal.services.clicks import hash_ip
+from portal.services.fx import NoRate
+from portal.services.postback_signing import SignatureError, network_code, verify
+
+
+class PostbackRejected(DomainError):
+    """A refused postback; ``status`` and ``code`` say why."""
+
+
+def _reject(status: int, code: str, message, errors=None) -> PostbackRejected:
+    err = PostbackRejected(message, code=code, errors=errors)
+    err.status = status
+    return err
+
+
+def _check(session: Session, body: bytes, headers: Mapping[str, str], config: Mapping,
+           now: int) -> orders.OrderEvent:
+    if len(body) > int(config["POSTBACK_MAX_BYTES"]):
+        raise _reject(413, "body_too_large", _l("The postback body is too large."))
+    network = network_code(headers)
+    secret = config["POSTBACK_SECRETS"].get(network) if network else None
+    if secret is None:
+        raise _reject(401, "unknown_network", _l("Unknown or missing X-Cashback-Network header."))
+    try:
+        verify(secret.encode(), body, headers, now=now, window=int(config["POSTBACK_WINDOW_SECONDS"]))
+    except SignatureError as err:
+        raise _reject(401, str(err.code), err.message) from None
+    try:
+        data = json.loads(body.decode("utf-8"), parse_float=Decimal)
+    except (UnicodeDecodeError, ValueError):
+        raise _reject(400, "malformed_body", _l("The body is not valid UTF-8 JSON.")) from None
+    try:
+        return orders.parse_event(data, network)
+    except DomainError as err:
+        raise _reject(400, err.code, err.message, err.errors) from None
+
+
+def process_postback(session: Session, *, body: bytes, headers: Mapping[str, str], remote_ip: str | None,
+                     config: Mapping, now: int | None = None) -> orders.EventOutcome:
+    """Handle one postback and commit; on refusal record it, commit that, and raise."""
+    now = int(time.time()) if now is None else now
+    try:
+        event = _check(session, body, headers, config, now)
+        outcome = orders.receive_event(session, event, default_rate=config["DEFAULT_CASHBACK_RATE"])
+        session.commit()
+        return outcome
+    except (PostbackRejected, orders.EventConflict, NoRate) as err:
+        session.rollback()
+        if not isinstance(err, PostbackRejected):
+            status = 409 if isinstance(err, orders.EventConflict) else 422
+            err = _reject(status, err.code, err.message)
+        session.add(PostbackRejection(
+            network=(network_code(headers) or "")[:30] or None, reason=err.code[:40], message=str(err.message)[:400],
+            http_status=err.status, ip_hash=hash_ip(remote_ip, config["SECRET_KEY"]),
+            body_excerpt=body[:2000].decode("utf-8", "replace")))
+        session.commit()
+        raise err
+    except Exception:
+        session.rollback()
+        raise
