@@ -13,6 +13,8 @@ setup(
                                     "payment_providers", "payment_providers.*"]),
     py_modules=["config", "run"],
     include_package_data=True,
+    package_data={"portal": ["translations/*/LC_MESSAGES/*.mo", "translations/*/LC_MESSAGES/*.po",
+                             "templates/**/*.html", "static/**/*"]},
     install_requires=[
         "Flask-AppBuilder>=5.3,<6",
         "Flask>=3.1,<4",

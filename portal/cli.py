@@ -76,11 +76,14 @@ def verify_ledger_command() -> None:
         sys.exit(1)
 
 
-COMMANDS = (sync_roles_command, create_admin_command, seed_demo_command, verify_ledger_command)
+def _commands() -> tuple:
+    from portal.cli_i18n import translations
+
+    return (sync_roles_command, create_admin_command, seed_demo_command, verify_ledger_command, translations)
 
 
 def register(app: Flask) -> None:
-    for command in COMMANDS:
+    for command in _commands():
         app.cli.add_command(command)
 
 
