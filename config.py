@@ -25,6 +25,7 @@ Environment variables (the names are the contract; keep README.md in step):
 """
 from __future__ import annotations
 
+import json
 import os
 from decimal import Decimal
 from pathlib import Path
@@ -94,8 +95,11 @@ def load() -> dict:
         #: Alembic revisions live at the top of the repository.
         "MIGRATIONS_DIR": str(BASE_DIR / "migrations"),
         # --- queues ------------------------------------------------------------------
-        #: Empty: no Redis, jobs run in-process synchronously.
+        #: Empty: no Redis, jobs run in-process on a background thread.
         "REDIS_URL": _env("REDIS_URL", ""),
+        #: Where jobs go: "rq" (Redis), "thread" (in-process), "collect" (tests drive them);
+        #: empty picks rq when REDIS_URL is set, else thread.
+        "JOBS_MODE": _env("CASHBACK_JOBS_MODE", ""),
         # --- ledger ------------------------------------------------------------------
         #: Sub-balance rows per hot system account (network receivable, provider float…).
         #: Postings spread over them so concurrent postings do not queue on one row.
@@ -125,6 +129,34 @@ def load() -> dict:
         "CLICK_SPAM_THRESHOLD": _env_int("CASHBACK_CLICK_SPAM_THRESHOLD", 3),
         #: Follow short links (s.click.aliexpress.com) over the network; off in tests/offline.
         "OUTBOUND_HTTP": _env_bool("CASHBACK_OUTBOUND_HTTP", False),
+        # --- payouts -------------------------------------------------------------------
+        #: Provider settings by code (base_url, credentials, timeouts), JSON; the default
+        #: points the built-in test provider at its local sandbox.
+        "PAYOUT_PROVIDER_SETTINGS": json.loads(_env(
+            "CASHBACK_PROVIDER_SETTINGS",
+            '{"test": {"base_url": "http://127.0.0.1:8765", "read_timeout": 10}}')),
+        #: Payouts above this amount (USD) go to Finance review.
+        "REVIEW_THRESHOLD_USD": _env_decimal("CASHBACK_REVIEW_THRESHOLD_USD", "50.00"),
+        #: Above this amount (USD) two different Finance users must approve.
+        "SECOND_APPROVAL_USD": _env_decimal("CASHBACK_SECOND_APPROVAL_USD", "200.00"),
+        #: Payout details younger than this many hours send a payout to review.
+        "NEW_DETAILS_HOURS": _env_int("CASHBACK_NEW_DETAILS_HOURS", 24),
+        #: More withdrawals than this by one customer in a day go to review.
+        "MAX_WITHDRAWALS_PER_DAY": _env_int("CASHBACK_MAX_WITHDRAWALS_PER_DAY", 3),
+        #: Attempts with a new key after retryable failures before a payout fails for good.
+        "PAYOUT_MAX_ATTEMPTS": _env_int("CASHBACK_PAYOUT_MAX_ATTEMPTS", 5),
+        #: Seconds between retries of retryable failures (the last one repeats).
+        "PAYOUT_RETRY_SECONDS": [int(x) for x in _env("CASHBACK_PAYOUT_RETRY_SECONDS", "30,300,3600").split(",")],
+        #: Seconds between status checks of unknown/pending attempts (the janitor's back-off:
+        #: 5 min, 1 h, then daily); after the last one the payout goes to Finance.
+        "PAYOUT_CHECK_SECONDS": [int(x) for x in _env("CASHBACK_PAYOUT_CHECK_SECONDS", "300,3600,86400").split(",")],
+        #: Status checks of one attempt before it is handed to Finance ("fix state").
+        "PAYOUT_MAX_CHECKS": _env_int("CASHBACK_PAYOUT_MAX_CHECKS", 6),
+        #: An attempt still "submitting" after this many seconds is treated as unknown.
+        "PAYOUT_STALE_SUBMIT_SECONDS": _env_int("CASHBACK_PAYOUT_STALE_SUBMIT_SECONDS", 120),
+        #: Consecutive transport failures that open a provider's circuit breaker, and for how long.
+        "BREAKER_THRESHOLD": _env_int("CASHBACK_BREAKER_THRESHOLD", 5),
+        "BREAKER_COOLDOWN_SECONDS": _env_int("CASHBACK_BREAKER_COOLDOWN_SECONDS", 60),
         # --- Flask-AppBuilder --------------------------------------------------------
         "APP_NAME": _env("CASHBACK_APP_NAME", "Cashback back-office"),
         "AUTH_TYPE": AUTH_DB,

@@ -76,10 +76,47 @@ def verify_ledger_command() -> None:
         sys.exit(1)
 
 
+@click.command("worker")
+@click.option("--queues", default="payouts,payouts-status,default", show_default=True,
+              help="Comma-separated RQ queues, in priority order.")
+@click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
+@click.option("--name", default=None, help="Worker name (default: RQ's).")
+def worker_command(queues: str, burst: bool, name: str | None) -> None:
+    """An RQ worker with the app context (REDIS_URL must be set).  Run one or more per host."""
+    from rq import SimpleWorker
+
+    from portal import tasks
+
+    app = current_app._get_current_object()
+    if not app.config.get("REDIS_URL"):
+        raise click.ClickException("REDIS_URL is not set: without Redis jobs run inside the web process")
+    tasks.WORKER_APP = app
+    worker = SimpleWorker([tasks.rq_queue(app, q.strip()) for q in queues.split(",") if q.strip()],
+                          connection=tasks.redis_connection(app), name=name)
+    worker.work(burst=burst, with_scheduler=True)
+
+
+@click.command("janitor")
+@click.option("--every", type=int, default=0, help="Repeat every N seconds (0: run once).")
+@with_appcontext
+def janitor_command(every: int) -> None:
+    """Resolve stuck payouts: due status checks, stale submits, lost or held jobs."""
+    import time
+
+    from portal.tasks.payouts import janitor
+
+    while True:
+        click.echo(f"janitor: {janitor()}")
+        if not every:
+            break
+        time.sleep(every)
+
+
 def _commands() -> tuple:
     from portal.cli_i18n import translations
 
-    return (sync_roles_command, create_admin_command, seed_demo_command, verify_ledger_command, translations)
+    return (sync_roles_command, create_admin_command, seed_demo_command, verify_ledger_command, translations,
+            worker_command, janitor_command)
 
 
 def register(app: Flask) -> None:

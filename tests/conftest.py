@@ -69,8 +69,23 @@ def build_app(database_url: str, **overrides):
 
 
 @pytest.fixture(scope="session")
-def app(pg_url):
-    return build_app(pg_url)
+def testbank():
+    """The built-in test provider's sandbox on a free port (settles payouts on the first read)."""
+    from payment_providers.testbank.sandbox import TestBankSandbox
+
+    sandbox = TestBankSandbox(settle_after=0.0).start()
+    yield sandbox
+    sandbox.stop()
+
+
+def provider_settings(testbank) -> dict:
+    return {"test": {"base_url": testbank.url, "read_timeout": 2, "connect_timeout": 1}}
+
+
+@pytest.fixture(scope="session")
+def app(pg_url, testbank):
+    return build_app(pg_url, PAYOUT_PROVIDER_SETTINGS=provider_settings(testbank), JOBS_MODE="collect",
+                     PAYOUT_RETRY_SECONDS=[1], PAYOUT_CHECK_SECONDS=[1])
 
 
 @pytest.fixture

@@ -1,0 +1,511 @@
+"""Withdrawals and payouts: the state machine, maker-checker, the ledger side, and the
+provider switchboard (kill switch, circuit breaker).
+
+Payout states (``Payout.state``)::
+
+    requested ─► in_review ─► approved ─► submitting ─► succeeded ─► reversed
+        │            │   ▲        │  ▲        │   │
+        └────────────┼───┼────────┘  │        │   └► unknown ─► succeeded | failed | approved
+                     ▼   │           └────────┘ (retryable: new attempt, new key, later)
+                 rejected│cancelled              └► failed
+
+Every transition is a function here that locks the payout row, re-checks the state,
+changes it, writes an audit record — or raises ``IllegalTransition``.  Functions never
+commit: the command (API view, job) owns the transaction.
+
+Money: the amount moves ``available → on_hold`` in the transaction that creates the
+payout; ``on_hold → provider_float:<code>`` when it succeeds, with the provider's fee
+``fees_expense → provider_float`` (the customer pays no fee); ``on_hold → available``
+when it is rejected, cancelled or fails for good; ``provider_float → available`` when a
+succeeded payout is reversed.
+
+Attempts: each call to a provider is a ``PayoutAttempt`` with its own idempotency key,
+committed before the call.  A timeout or garbled answer makes it ``unknown``; only an
+answer about the same key moves it on (``apply_result``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+from typing import Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from plugins import ErrorCode, InvalidAccount, PayoutProvider, PayoutProviderError, PayoutRequest, PayoutStatus, Result
+from portal.errors import Conflict, DomainError, Invalid, NotFound
+from portal.i18n import _l
+from portal.models import Customer, Payout, PayoutApproval, PayoutAttempt, PayoutDetails, ProviderState
+from portal.models.payouts import mask
+from portal.models.types import utcnow
+from portal.services import audit, fx, ledger
+from portal.services.audit import Actor
+from portal.services.ledger import customer_account, system_account, transfer
+from portal.services.money import LEDGER_QUANTUM, convert, payable
+
+TRANSITIONS: dict[str, set[str]] = {
+    "requested": {"in_review", "approved"},
+    "in_review": {"approved", "rejected", "cancelled"},
+    "approved": {"submitting", "cancelled", "rejected"},
+    "submitting": {"succeeded", "failed", "unknown", "approved"},
+    "unknown": {"succeeded", "failed", "approved", "submitting"},
+    "succeeded": {"reversed"},
+}
+FINAL = {"succeeded", "failed", "rejected", "reversed", "cancelled"}
+#: states in which the customer's money sits in on_hold
+HELD = {"requested", "in_review", "approved", "submitting", "unknown"}
+
+
+# --- errors ------------------------------------------------------------------------------
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+    default_message = _l("This payout cannot change that way now.")
+
+
+class ProviderDisabled(Conflict):
+    code = "provider_disabled"
+    default_message = _l("Payouts to this payment method are switched off for now. "
+                         "Please choose other payout details.")
+
+
+class BelowMinimum(Invalid):
+    code = "below_minimum"
+
+
+class MakerChecker(DomainError):
+    status = 403
+    code = "maker_checker"
+
+
+class RequestKeyConflict(Conflict):
+    code = "idempotency_key_reused"
+    default_message = _l("This Idempotency-Key was already used for a different withdrawal.")
+
+
+# --- providers ---------------------------------------------------------------------------
+
+def provider_state(session: Session, code: str, *, lock: bool = False) -> ProviderState:
+    """The switchboard row of a provider, created on first use."""
+    query = sa.select(ProviderState).where(ProviderState.code == code)
+    if lock:
+        query = query.with_for_update()
+    row = session.execute(query).scalar_one_or_none()
+    if row is None:
+        from portal.services.db import insert_or_ignore
+
+        session.execute(insert_or_ignore(session, ProviderState.__table__)
+                        .values(code=code, enabled=True, breaker="closed", consecutive_failures=0,
+                                updated_at=utcnow())
+                        .on_conflict_do_nothing(index_elements=["code"]))
+        row = session.execute(query).scalar_one()
+    return row
+
+
+def provider_available(state: ProviderState, provider: PayoutProvider | None, now: dt.datetime) -> bool:
+    """May a worker send to this provider now?"""
+    if provider is None or not provider.enabled or not state.enabled:
+        return False
+    return state.breaker == "closed" or (state.paused_until is not None and state.paused_until <= now)
+
+
+def set_provider_enabled(session: Session, code: str, enabled: bool, *, actor: Actor, reason: str) -> ProviderState:
+    """The kill switch (Finance/Admin), audited.  Re-enabling lets held payouts go."""
+    if not reason or not reason.strip():
+        raise Invalid(_l("Say why."), code="reason_required")
+    state = provider_state(session, code, lock=True)
+    before = {"enabled": state.enabled, "reason": state.disabled_reason}
+    state.enabled = enabled
+    state.disabled_reason = None if enabled else reason.strip()
+    if enabled:
+        state.breaker, state.paused_until, state.pause_reason, state.consecutive_failures = "closed", None, None, 0
+    audit.record(session, actor, "provider.enabled" if enabled else "provider.disabled", "provider", code,
+                 reason=reason.strip(), before=before, after={"enabled": enabled})
+    return state
+
+
+def _breaker_after(session: Session, code: str, result: Result, config: Mapping, now: dt.datetime) -> None:
+    """Count transport failures; open the breaker on too many, or at once on auth/config/our funds."""
+    state = provider_state(session, code, lock=True)
+    transport = result.error in (ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.RATE_LIMITED) \
+        or (result.status is PayoutStatus.UNKNOWN and result.error is not ErrorCode.NOT_FOUND)
+    pausing = result.error is not None and (result.error.pauses_provider or result.error is ErrorCode.INSUFFICIENT_FUNDS)
+    if pausing:
+        state.breaker, state.paused_until = "open", None  # stays paused until someone resumes it
+        state.pause_reason = f"{result.error.value}: {result.raw_message}"[:400]
+        audit.record(session, Actor.system("breaker"), "provider.paused", "provider", code,
+                     reason=state.pause_reason)
+    elif transport:
+        state.consecutive_failures += 1
+        if state.consecutive_failures >= int(config["BREAKER_THRESHOLD"]) and state.breaker == "closed":
+            state.breaker = "open"
+            state.paused_until = now + dt.timedelta(seconds=int(config["BREAKER_COOLDOWN_SECONDS"]))
+            state.pause_reason = f"{state.consecutive_failures} failures in a row"
+            audit.record(session, Actor.system("breaker"), "provider.paused", "provider", code,
+                         reason=state.pause_reason)
+    elif result.status in (PayoutStatus.SUCCEEDED, PayoutStatus.PENDING, PayoutStatus.ACCEPTED) \
+            or result.status is PayoutStatus.FAILED_FINAL:
+        state.consecutive_failures = 0
+        if state.breaker == "open" and state.paused_until is not None:
+            state.breaker, state.paused_until, state.pause_reason = "closed", None, None
+
+
+def resume_provider(session: Session, code: str, *, actor: Actor, reason: str) -> ProviderState:
+    """Close an open breaker by hand (after fixing credentials or topping up), audited."""
+    state = provider_state(session, code, lock=True)
+    before = {"breaker": state.breaker, "pause_reason": state.pause_reason}
+    state.breaker, state.paused_until, state.pause_reason, state.consecutive_failures = "closed", None, None, 0
+    audit.record(session, actor, "provider.resumed", "provider", code, reason=reason, before=before)
+    return state
+
+
+# --- payout details ------------------------------------------------------------------------
+
+def save_details(session: Session, customer: Customer, provider: PayoutProvider | None, raw_account: str, *,
+                 actor: Actor) -> PayoutDetails:
+    """Validate and keep a customer's payout details (the same ones twice are one row)."""
+    if provider is None:
+        raise Invalid(_l("Unknown payment method."), code="unknown_provider")
+    state = provider_state(session, provider.code)
+    if not state.enabled or not provider.enabled:
+        raise ProviderDisabled(reason=state.disabled_reason)
+    try:
+        account = provider.validate_account(raw_account)
+    except InvalidAccount as err:
+        raise Invalid(err.message, code="invalid_account",
+                      errors=[{"field": "account", "code": err.reason_code, "message": err.message}]) from None
+    existing = session.execute(sa.select(PayoutDetails).where(
+        PayoutDetails.customer_id == customer.id, PayoutDetails.provider_code == provider.code,
+        PayoutDetails.account == account)).scalar_one_or_none()
+    if existing is not None:
+        existing.is_active = True
+        return existing
+    details = PayoutDetails(customer_id=customer.id, provider_code=provider.code, account=account)
+    session.add(details)
+    session.flush()
+    audit.record(session, actor, "payout_details.created", "payout_details", details.id,
+                 after={"provider": provider.code, "account": mask(account)})
+    return details
+
+
+# --- transitions ---------------------------------------------------------------------------
+
+def lock_payout(session: Session, payout_id: int) -> Payout:
+    payout = session.execute(sa.select(Payout).where(Payout.id == payout_id).with_for_update()
+                             .execution_options(populate_existing=True)).scalar_one_or_none()
+    if payout is None:
+        raise NotFound()
+    return payout
+
+
+def _move(session: Session, payout: Payout, to: str, actor: Actor, *, reason: str | None = None,
+          **after) -> None:
+    if to not in TRANSITIONS.get(payout.state, set()):
+        raise IllegalTransition(frm=payout.state, to=to)
+    before = payout.state
+    payout.state = to
+    if to in FINAL:
+        payout.finished_at = utcnow()
+    audit.record(session, actor, f"payout.{to}", "payout", payout.id, reason=reason,
+                 before={"state": before}, after={"state": to, **after})
+
+
+def _release(session: Session, payout: Payout, actor: Actor, why: str) -> None:
+    ledger.post(session, kind="withdrawal.release", reference=f"payout:{payout.id}:release", actor=actor,
+                memo=why, legs=transfer(customer_account(payout.customer_id, "on_hold"),
+                                        customer_account(payout.customer_id, "available"), payout.amount_usd))
+
+
+@dataclass(frozen=True)
+class WithdrawalResult:
+    payout: Payout
+    #: False when the Idempotency-Key named an existing withdrawal (a double click).
+    created: bool
+
+
+def _review_reasons(session: Session, payout: Payout, details: PayoutDetails, config: Mapping,
+                    now: dt.datetime) -> list[str]:
+    reasons = []
+    if payout.amount_usd > config["REVIEW_THRESHOLD_USD"]:
+        reasons.append("amount_above_threshold")
+    if details.created_at > now - dt.timedelta(hours=int(config["NEW_DETAILS_HOURS"])):
+        reasons.append("new_payout_details")
+    today = session.execute(sa.select(sa.func.count()).select_from(Payout).where(
+        Payout.customer_id == payout.customer_id, Payout.created_at > now - dt.timedelta(days=1))).scalar_one()
+    if today > int(config["MAX_WITHDRAWALS_PER_DAY"]):
+        reasons.append("many_withdrawals_today")
+    shared = session.execute(sa.select(sa.func.count(sa.distinct(PayoutDetails.customer_id))).where(
+        PayoutDetails.provider_code == details.provider_code, PayoutDetails.account == details.account)).scalar_one()
+    if shared > 1:
+        reasons.append("wallet_shared_by_customers")
+    return reasons
+
+
+def request_withdrawal(session: Session, customer: Customer, *, details_id: int, amount_usd: Decimal,
+                       request_key: str, provider: PayoutProvider | None, config: Mapping, actor: Actor,
+                       now: dt.datetime | None = None) -> WithdrawalResult:
+    """Create a payout: check everything, hold the money, apply the risk rules."""
+    now = now or utcnow()
+    if not request_key or len(request_key) > 80:
+        raise Invalid(_l("Send an Idempotency-Key header of 1 to 80 characters."), code="idempotency_key_required")
+    existing = session.execute(sa.select(Payout).where(
+        Payout.customer_id == customer.id, Payout.request_key == request_key)).scalar_one_or_none()
+    if existing is not None:
+        if existing.details_id != details_id or existing.amount_usd != amount_usd:
+            raise RequestKeyConflict()
+        return WithdrawalResult(existing, created=False)
+    if customer.is_blocked:
+        raise DomainError(_l("Your account is blocked: withdrawals are not possible. Please contact support."),
+                          code="customer_blocked")
+    details = session.get(PayoutDetails, details_id)
+    if details is None or details.customer_id != customer.id or not details.is_active:
+        raise NotFound(_l("These payout details were not found."), code="unknown_details")
+    if provider is None or provider.code != details.provider_code:
+        raise Invalid(_l("Unknown payment method."), code="unknown_provider")
+    state = provider_state(session, provider.code)
+    if not state.enabled or not provider.enabled:
+        raise ProviderDisabled(reason=state.disabled_reason)
+    if not isinstance(amount_usd, Decimal) or amount_usd != amount_usd.quantize(Decimal("0.01")):
+        raise Invalid(_l("Enter the amount in dollars and cents, e.g. 1.25."), code="bad_amount")
+    minimum = Decimal(config["MIN_WITHDRAWAL_USD"])
+    if amount_usd < minimum:
+        shown = fx.minimum_withdrawal(session, minimum, now.date())
+        raise BelowMinimum(_l("The minimum withdrawal is $%(usd)s (%(rub)s ₽ at today's rate).",
+                              usd=minimum, rub=shown.rub if shown.rub is not None else "—"),
+                           minimum_usd=str(minimum))
+    rate = None
+    payout_amount = amount_usd
+    if provider.currency != "USD":
+        rate = fx.rate_on(session, now.date(), "USD") if provider.currency == "RUB" else None
+        if rate is None:
+            raise Invalid(_l("This payment method's currency is not supported."), code="unsupported_currency")
+        payout_amount = payable(convert(amount_usd, rate), provider.currency)
+    try:
+        quote = provider.quote(payout_amount, details.account)
+    except PayoutProviderError as err:
+        raise Invalid(_l("This amount cannot be sent with this payment method (%(reason)s).",
+                         reason=err.code.value), code=err.code.value) from None
+    payout = Payout(customer_id=customer.id, details_id=details.id, provider_code=provider.code,
+                    account=details.account, request_key=request_key, amount_usd=amount_usd,
+                    payout_currency=provider.currency, payout_amount=payout_amount, fx_rate=rate,
+                    fee=quote.fee, state="requested", review_reasons=[], approvals_needed=0, created_at=now)
+    session.add(payout)
+    session.flush()
+    try:
+        ledger.post(session, kind="withdrawal.hold", reference=f"payout:{payout.id}:hold", actor=actor,
+                    legs=transfer(customer_account(customer.id, "available"),
+                                  customer_account(customer.id, "on_hold"), amount_usd))
+    except ledger.InsufficientBalance:
+        raise ledger.InsufficientBalance(_l("There is not enough available cashback for this withdrawal.")) from None
+    audit.record(session, actor, "payout.requested", "payout", payout.id,
+                 after={"amount_usd": amount_usd, "provider": provider.code, "account": mask(details.account),
+                        "payout_amount": payout_amount, "fx_rate": rate})
+    reasons = _review_reasons(session, payout, details, config, now)
+    if reasons:
+        payout.review_reasons = reasons
+        payout.approvals_needed = 2 if amount_usd > config["SECOND_APPROVAL_USD"] else 1
+        _move(session, payout, "in_review", Actor.system("risk"), reason=", ".join(reasons))
+    else:
+        _move(session, payout, "approved", Actor.system("risk"), reason="auto-approved")
+    return WithdrawalResult(payout, created=True)
+
+
+def _own_wallet(session: Session, user_id: int, payout: Payout) -> bool:
+    return session.execute(sa.select(sa.func.count()).select_from(PayoutDetails).join(
+        Customer, Customer.id == PayoutDetails.customer_id).where(
+        Customer.user_id == user_id, PayoutDetails.provider_code == payout.provider_code,
+        PayoutDetails.account == payout.account)).scalar_one() > 0
+
+
+def decide(session: Session, payout_id: int, *, user_id: int, actor: Actor, approve: bool, reason: str) -> Payout:
+    """A Finance decision on a payout in review (maker-checker)."""
+    if not reason or not reason.strip():
+        raise Invalid(_l("Say why."), code="reason_required")
+    payout = lock_payout(session, payout_id)
+    if payout.state != "in_review":
+        raise IllegalTransition(_l("This payout is not waiting for a review."))
+    if payout.customer.user_id == user_id:
+        raise MakerChecker(_l("You cannot decide on your own withdrawal."))
+    if approve and _own_wallet(session, user_id, payout):
+        raise MakerChecker(_l("You cannot approve a payout to your own wallet."))
+    if any(a.user_id == user_id for a in payout.approvals):
+        raise MakerChecker(_l("You have already decided on this payout: a second approver must be someone else."))
+    session.add(PayoutApproval(payout_id=payout.id, user_id=user_id, decision="approve" if approve else "reject",
+                               reason=reason.strip()))
+    session.flush()
+    session.refresh(payout, ["approvals"])
+    if not approve:
+        _move(session, payout, "rejected", actor, reason=reason.strip())
+        _release(session, payout, actor, "rejected")
+        return payout
+    approvals = sum(1 for a in payout.approvals if a.decision == "approve")
+    audit.record(session, actor, "payout.approval", "payout", payout.id, reason=reason.strip(),
+                 after={"approvals": approvals, "needed": payout.approvals_needed})
+    if approvals >= payout.approvals_needed:
+        _move(session, payout, "approved", actor, reason=reason.strip())
+    return payout
+
+
+def cancel_by_customer(session: Session, payout_id: int, customer: Customer, *, actor: Actor) -> Payout:
+    """The customer withdraws the request before anything was sent (e.g. the provider is switched off)."""
+    payout = lock_payout(session, payout_id)
+    if payout.customer_id != customer.id:
+        raise NotFound()
+    if payout.state not in ("in_review", "approved") or payout.attempts:
+        raise IllegalTransition(_l("This withdrawal can no longer be cancelled."))
+    _move(session, payout, "cancelled", actor, reason="cancelled by the customer")
+    _release(session, payout, actor, "cancelled by the customer")
+    return payout
+
+
+# --- attempts --------------------------------------------------------------------------------
+
+def new_attempt_key(payout_id: int, number: int) -> str:
+    """Our handle at the provider: unique, unguessable, within 64 of ``A-Za-z0-9._:-``."""
+    return f"cb-{payout_id}-{number}-{secrets.token_hex(8)}"
+
+
+def payout_request(payout: Payout, attempt: PayoutAttempt) -> PayoutRequest:
+    return PayoutRequest(idempotency_key=attempt.idempotency_key,
+                         amount=payable(payout.payout_amount, payout.payout_currency),  # exact: 2 places
+                         currency=payout.payout_currency, account=payout.account,
+                         description=f"Cashback payout {payout.id}", metadata={"payout_id": str(payout.id)})
+
+
+def start_attempt(session: Session, payout_id: int, *, provider: PayoutProvider | None, now: dt.datetime | None = None
+                  ) -> PayoutAttempt | None:
+    """Claim an approved payout for sending: a new attempt row with a new key (commit it
+    before calling the provider).  None when there is nothing to send now (already taken,
+    provider switched off or paused, not due yet)."""
+    now = now or utcnow()
+    payout = lock_payout(session, payout_id)
+    if payout.state != "approved":
+        return None
+    if payout.next_attempt_at is not None and payout.next_attempt_at > now:
+        return None
+    state = provider_state(session, payout.provider_code)
+    if not provider_available(state, provider, now):
+        return None
+    number = len(payout.attempts) + 1
+    attempt = PayoutAttempt(payout_id=payout.id, number=number, idempotency_key=new_attempt_key(payout.id, number),
+                            status="submitting", checks=0, created_at=now)
+    session.add(attempt)
+    _move(session, payout, "submitting", Actor.system("worker"), attempt=number, key=attempt.idempotency_key)
+    session.flush()
+    return attempt
+
+
+def _schedule(delays: list[int], index: int, now: dt.datetime) -> dt.datetime:
+    return now + dt.timedelta(seconds=delays[min(index, len(delays) - 1)])
+
+
+def apply_result(session: Session, attempt_id: int, result: Result, *, config: Mapping,
+                 actor: Actor = Actor.system("worker"), now: dt.datetime | None = None) -> Payout:
+    """Move the attempt and its payout on with a provider's answer about that attempt's key."""
+    now = now or utcnow()
+    attempt = session.get(PayoutAttempt, attempt_id)
+    if attempt is None:
+        raise NotFound()
+    payout = lock_payout(session, attempt.payout_id)
+    session.refresh(attempt)
+    status, error = result.status, result.error
+    attempt.error_code = error.value if error else None
+    attempt.raw_message = (result.raw_message or "")[:1000]
+    attempt.provider_reference = result.provider_reference or attempt.provider_reference
+    current = max(payout.attempts, key=lambda a: a.number)
+    if attempt.id != current.id or payout.state in ("failed", "rejected", "cancelled"):
+        return payout  # an old attempt's late answer: the payout has moved on
+    _breaker_after(session, payout.provider_code, result, config, now)
+
+    if status is PayoutStatus.SUCCEEDED:
+        attempt.status, attempt.next_check_at = "succeeded", None
+        if payout.state != "succeeded":
+            _succeed(session, payout, result, actor)
+    elif status is PayoutStatus.REVERSED:
+        attempt.status, attempt.next_check_at = "reversed", None
+        if payout.state == "succeeded":
+            _reverse(session, payout, actor, result.raw_message)
+        elif payout.state != "reversed":  # reversed before we saw success: it never succeeded for us
+            _fail(session, payout, "rejected_by_recipient", result.raw_message, actor)
+    elif status in (PayoutStatus.PENDING, PayoutStatus.ACCEPTED):
+        attempt.status = status.value
+        attempt.next_check_at = _schedule(config["PAYOUT_CHECK_SECONDS"], attempt.checks, now)
+        if payout.state == "unknown":
+            _move(session, payout, "submitting", actor, reason="provider has the payout")
+    elif status is PayoutStatus.UNKNOWN:
+        attempt.status = "unknown"
+        attempt.next_check_at = _schedule(config["PAYOUT_CHECK_SECONDS"], attempt.checks, now)
+        if payout.state == "submitting":
+            _move(session, payout, "unknown", actor, reason=error.value if error else "unknown")
+    elif status is PayoutStatus.FAILED_RETRYABLE:
+        attempt.status, attempt.next_check_at = "failed_retryable", None
+        if len(payout.attempts) >= int(config["PAYOUT_MAX_ATTEMPTS"]) and not (
+                error and (error.pauses_provider or error is ErrorCode.INSUFFICIENT_FUNDS)):
+            _fail(session, payout, error.value if error else "failed", result.raw_message, actor)
+        elif payout.state in ("submitting", "unknown"):
+            delay = result.retry_after or dt.timedelta(
+                seconds=config["PAYOUT_RETRY_SECONDS"][min(len(payout.attempts) - 1,
+                                                           len(config["PAYOUT_RETRY_SECONDS"]) - 1)])
+            payout.next_attempt_at = now + delay
+            _move(session, payout, "approved", actor, reason=f"retry later: {error.value if error else ''}")
+    elif status is PayoutStatus.FAILED_FINAL:
+        attempt.status, attempt.next_check_at = "failed_final", None
+        if payout.state in ("submitting", "unknown"):
+            _fail(session, payout, error.value if error else "failed", result.raw_message, actor)
+    return payout
+
+
+def _succeed(session: Session, payout: Payout, result: Result, actor: Actor) -> None:
+    fee = result.fee if result.fee is not None else payout.fee
+    payout.fee = fee
+    payout.needs_attention = False
+    _move(session, payout, "succeeded", actor, fee=fee)
+    float_account = system_account("provider_float", "USD", payout.provider_code)
+    ledger.post(session, kind="payout.succeeded", reference=f"payout:{payout.id}:paid", actor=actor,
+                legs=transfer(customer_account(payout.customer_id, "on_hold"), float_account, payout.amount_usd))
+    fee_usd = _in_usd(fee or Decimal(0), payout)
+    if fee_usd > 0:
+        ledger.post(session, kind="payout.fee", reference=f"payout:{payout.id}:fee", actor=actor,
+                    legs=transfer(system_account("fees_expense"), float_account, fee_usd))
+
+
+def _in_usd(amount: Decimal, payout: Payout) -> Decimal:
+    if payout.fx_rate is None:
+        return amount
+    return (amount / payout.fx_rate).quantize(LEDGER_QUANTUM, rounding=ROUND_DOWN)
+
+
+def _fail(session: Session, payout: Payout, code: str, message: str, actor: Actor) -> None:
+    payout.failure_code, payout.failure_message = code[:40], (message or "")[:400]
+    _move(session, payout, "failed", actor, reason=code)
+    _release(session, payout, actor, f"failed: {code}")
+
+
+def _reverse(session: Session, payout: Payout, actor: Actor, message: str) -> None:
+    payout.needs_attention = True  # Finance is told: the money came back
+    _move(session, payout, "reversed", actor, reason=message or "reversed by the provider")
+    ledger.post(session, kind="payout.reversed", reference=f"payout:{payout.id}:reversed", actor=actor,
+                legs=transfer(system_account("provider_float", "USD", payout.provider_code),
+                              customer_account(payout.customer_id, "available"), payout.amount_usd))
+
+
+def fix_state(session: Session, payout_id: int, *, to: str, actor: Actor, reason: str) -> Payout:
+    """Finance settles a payout no automatic step could resolve (``unknown``), with a reason."""
+    if to not in ("succeeded", "failed"):
+        raise Invalid(_l("A payout can be fixed as succeeded or failed only."), code="bad_state")
+    if not reason or not reason.strip():
+        raise Invalid(_l("Say why: what did the provider confirm?"), code="reason_required")
+    payout = lock_payout(session, payout_id)
+    if payout.state not in ("unknown", "submitting"):
+        raise IllegalTransition(_l("Only a payout in an unknown state can be fixed by hand."))
+    for attempt in payout.attempts:
+        if attempt.status in ("submitting", "unknown", "pending", "accepted"):
+            attempt.status, attempt.next_check_at = f"fixed_{to}"[:20], None
+    if to == "succeeded":
+        _succeed(session, payout, Result(status=PayoutStatus.SUCCEEDED, raw_message=reason), actor)
+    else:
+        _fail(session, payout, "fixed_by_finance", reason.strip(), actor)
+    audit.record(session, actor, "payout.fixed", "payout", payout.id, reason=reason.strip(), after={"state": to})
+    return payout

@@ -1,0 +1,137 @@
+"""Payout jobs: submit, check status, and the janitor.  Each takes ids only.
+
+Log lines start with ``Payout <id>:``.  Expected provider outcomes are results, not
+exceptions; an unexpected exception while the provider is being called is treated as
+``unknown`` (the money may have moved), never as a failure to retry blindly.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import sqlalchemy as sa
+from flask import current_app
+
+from plugins import ErrorCode, PayoutStatus, Result
+from portal import providers
+from portal.extensions import db
+from portal.models import Payout, PayoutAttempt
+from portal.models.types import utcnow
+from portal.services import payouts
+from portal.tasks import QUEUE_PAYOUTS, QUEUE_STATUS, enqueue_after_commit, job
+
+log = logging.getLogger(__name__)
+SUBMIT = "portal.tasks.payouts.submit_payout"
+CHECK = "portal.tasks.payouts.check_attempt"
+IN_FLIGHT = ("submitting", "pending", "accepted", "unknown")
+
+
+def enqueue_submit(session, payout: Payout, delay: dt.timedelta | None = None) -> None:
+    enqueue_after_commit(session, QUEUE_PAYOUTS, SUBMIT, payout.id, delay=delay,
+                         job_id=f"submit-{payout.id}-a{len(payout.attempts) + 1}")
+
+
+def _follow_up(session, payout: Payout, attempt: PayoutAttempt, now: dt.datetime) -> None:
+    """After a result: schedule the next step the row asks for (sent after commit)."""
+    if payout.state == "approved":
+        delay = (payout.next_attempt_at - now) if payout.next_attempt_at else None
+        enqueue_submit(session, payout, delay)
+    elif attempt.status in IN_FLIGHT and attempt.next_check_at is not None:
+        enqueue_after_commit(session, QUEUE_STATUS, CHECK, attempt.id, delay=attempt.next_check_at - now,
+                             job_id=f"check-{attempt.id}-{attempt.checks + 1}")
+
+
+def _call(fn, *args) -> Result:
+    try:
+        return fn(*args)
+    except Exception as exc:  # a plugin bug mid-call: the money may have moved
+        log.exception("provider call raised")
+        return Result.unknown(ErrorCode.TIMEOUT, f"{type(exc).__name__}: {exc}"[:500])
+
+
+@job
+def submit_payout(payout_id: int) -> str:
+    """Send an approved payout: a new attempt (committed first), the call, the result."""
+    session = db.session
+    config = current_app.config
+    payout = session.get(Payout, payout_id)
+    if payout is None:
+        return "missing"
+    provider = providers.provider(payout.provider_code)
+    attempt = payouts.start_attempt(session, payout_id, provider=provider)
+    if attempt is None:
+        session.rollback()
+        return "skipped"
+    session.commit()  # the key is durable before the provider hears of it
+    log.info("Payout %s: attempt %s submitting with key %s", payout_id, attempt.number, attempt.idempotency_key)
+    payout = session.get(Payout, payout_id)
+    result = _call(provider.submit, payouts.payout_request(payout, attempt), attempt.idempotency_key)
+    now = utcnow()
+    payout = payouts.apply_result(session, attempt.id, result, config=config, now=now)
+    _follow_up(session, payout, attempt, now)
+    session.commit()
+    log.info("Payout %s: %s (%s)", payout_id, payout.state, result.error.value if result.error else result.status.value)
+    return payout.state
+
+
+@job
+def check_attempt(attempt_id: int) -> str:
+    """Ask the provider about an attempt's key; resend the same request under the same key
+    only when the provider has no record of it."""
+    session = db.session
+    config = current_app.config
+    attempt = session.get(PayoutAttempt, attempt_id)
+    if attempt is None or attempt.status not in IN_FLIGHT:
+        return "nothing to do"
+    payout = attempt.payout
+    provider = providers.provider(payout.provider_code)
+    if provider is None:
+        return "no provider"
+    attempt.checks += 1
+    session.commit()
+    request = payouts.payout_request(payout, attempt)
+    result = _call(provider.status, attempt.idempotency_key, request)
+    if result.status is PayoutStatus.UNKNOWN and result.error is ErrorCode.NOT_FOUND:
+        log.info("Payout %s: provider has no record of %s: sending it under the same key",
+                 payout.id, attempt.idempotency_key)
+        result = _call(provider.submit, request, attempt.idempotency_key)
+    now = utcnow()
+    payout = payouts.apply_result(session, attempt.id, result, config=config, now=now)
+    session.refresh(attempt)
+    if attempt.status in IN_FLIGHT and attempt.checks >= int(config["PAYOUT_MAX_CHECKS"]):
+        payout.needs_attention = True  # Finance's "fix state" now
+        attempt.next_check_at = None
+        log.warning("Payout %s: still %s after %s checks: handed to Finance", payout.id, attempt.status, attempt.checks)
+    _follow_up(session, payout, attempt, now)
+    session.commit()
+    return attempt.status
+
+
+@job
+def janitor() -> dict[str, int]:
+    """Adopt what fell between the cracks: due status checks, stale submits, approved
+    payouts whose job was lost or whose provider is available again."""
+    session = db.session
+    config = current_app.config
+    now = utcnow()
+    stale = now - dt.timedelta(seconds=int(config["PAYOUT_STALE_SUBMIT_SECONDS"]))
+    due = session.execute(sa.select(PayoutAttempt.id).where(sa.or_(
+        sa.and_(PayoutAttempt.status == "submitting", PayoutAttempt.updated_at < stale),
+        sa.and_(PayoutAttempt.status.in_(("pending", "accepted", "unknown")),
+                PayoutAttempt.next_check_at.is_not(None), PayoutAttempt.next_check_at <= now),
+    ))).scalars().all()
+    for attempt_id in due:
+        enqueue_after_commit(session, QUEUE_STATUS, CHECK, attempt_id, job_id=f"janitor-check-{attempt_id}-{now:%H%M%S}")
+    waiting = session.execute(sa.select(Payout).where(
+        Payout.state == "approved",
+        sa.or_(Payout.next_attempt_at.is_(None), Payout.next_attempt_at <= now))).scalars().all()
+    sent = 0
+    for payout in waiting:
+        state = payouts.provider_state(session, payout.provider_code)
+        if payouts.provider_available(state, providers.provider(payout.provider_code), now):
+            enqueue_submit(session, payout)
+            sent += 1
+    session.commit()
+    counts = {"checks": len(due), "submits": sent, "held": len(waiting) - sent}
+    log.info("janitor: %s", counts)
+    return counts
