@@ -97,6 +97,8 @@ def load() -> dict:
         # --- queues ------------------------------------------------------------------
         #: Empty: no Redis, jobs run in-process on a background thread.
         "REDIS_URL": _env("REDIS_URL", ""),
+        #: Prefix of RQ queue names and job ids (several deployments or test runs on one Redis).
+        "QUEUE_PREFIX": _env("CASHBACK_QUEUE_PREFIX", ""),
         #: Where jobs go: "rq" (Redis), "thread" (in-process), "collect" (tests drive them);
         #: empty picks rq when REDIS_URL is set, else thread.
         "JOBS_MODE": _env("CASHBACK_JOBS_MODE", ""),

@@ -123,6 +123,8 @@ def set_provider_enabled(session: Session, code: str, enabled: bool, *, actor: A
         state.breaker, state.paused_until, state.pause_reason, state.consecutive_failures = "closed", None, None, 0
     audit.record(session, actor, "provider.enabled" if enabled else "provider.disabled", "provider", code,
                  reason=reason.strip(), before=before, after={"enabled": enabled})
+    if enabled:
+        _send_held(session, code)
     return state
 
 
@@ -158,6 +160,7 @@ def resume_provider(session: Session, code: str, *, actor: Actor, reason: str) -
     before = {"breaker": state.breaker, "pause_reason": state.pause_reason}
     state.breaker, state.paused_until, state.pause_reason, state.consecutive_failures = "closed", None, None, 0
     audit.record(session, actor, "provider.resumed", "provider", code, reason=reason, before=before)
+    _send_held(session, code)
     return state
 
 
@@ -198,6 +201,19 @@ def lock_payout(session: Session, payout_id: int) -> Payout:
     if payout is None:
         raise NotFound()
     return payout
+
+
+def _send(session: Session, payout: Payout) -> None:
+    """Queue the submit job of an approved payout (sent when the session commits)."""
+    from portal.tasks.payouts import enqueue_submit
+
+    enqueue_submit(session, payout)
+
+
+def _send_held(session: Session, code: str) -> None:
+    for payout in session.execute(sa.select(Payout).where(Payout.provider_code == code,
+                                                         Payout.state == "approved")).scalars():
+        _send(session, payout)
 
 
 def _move(session: Session, payout: Payout, to: str, actor: Actor, *, reason: str | None = None,
@@ -309,6 +325,7 @@ def request_withdrawal(session: Session, customer: Customer, *, details_id: int,
         _move(session, payout, "in_review", Actor.system("risk"), reason=", ".join(reasons))
     else:
         _move(session, payout, "approved", Actor.system("risk"), reason="auto-approved")
+        _send(session, payout)
     return WithdrawalResult(payout, created=True)
 
 
@@ -345,6 +362,7 @@ def decide(session: Session, payout_id: int, *, user_id: int, actor: Actor, appr
                  after={"approvals": approvals, "needed": payout.approvals_needed})
     if approvals >= payout.approvals_needed:
         _move(session, payout, "approved", actor, reason=reason.strip())
+        _send(session, payout)
     return payout
 
 

@@ -80,10 +80,15 @@ def redis_connection(app: Flask):
     return conn
 
 
+def queue_name(app: Flask, name: str) -> str:
+    """``QUEUE_PREFIX`` + name: several deployments (or test runs) can share one Redis."""
+    return f"{app.config.get('QUEUE_PREFIX', '')}{name}"
+
+
 def rq_queue(app: Flask, name: str):
     from rq import Queue
 
-    return Queue(name, connection=redis_connection(app))
+    return Queue(queue_name(app, name), connection=redis_connection(app))
 
 
 def dispatch(app: Flask, job: _Job) -> None:
@@ -92,7 +97,8 @@ def dispatch(app: Flask, job: _Job) -> None:
         app.extensions.setdefault("cashback_collected_jobs", []).append(job)
     elif mode == "rq":
         queue = rq_queue(app, job.queue)
-        options = {"job_id": job.job_id, "result_ttl": 3600, "failure_ttl": 7 * 86400}
+        job_id = queue_name(app, job.job_id) if job.job_id else None
+        options = {"job_id": job_id, "result_ttl": 3600, "failure_ttl": 7 * 86400}
         delay = job.run_at - time.time()
         if delay > 0.5:
             queue.enqueue_in(dt.timedelta(seconds=delay), job.func, *job.args, **options)
