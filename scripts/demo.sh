@@ -16,5 +16,12 @@ log "syncing roles"
 log "seeding demo data"
 .venv/bin/cashback seed-demo
 .venv/bin/cashback verify-ledger
+mkdir -p instance
+log "starting the Test Bank payout sandbox on http://127.0.0.1:8765 (log: instance/sandbox.log)"
+.venv/bin/python -m payment_providers.testbank.sandbox --port 8765 --settle-after 3 > instance/sandbox.log 2>&1 &
+SANDBOX_PID=$!
+trap 'kill "$SANDBOX_PID" 2>/dev/null || true' EXIT INT TERM
+# Jobs run on a thread of the web process (no Redis); check pending payouts every few seconds.
+export CASHBACK_PAYOUT_CHECK_SECONDS=5,30,3600
 log "serving the portal (Ctrl+C to stop)"
-exec .venv/bin/python run.py
+.venv/bin/python run.py

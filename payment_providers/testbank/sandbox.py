@@ -81,8 +81,10 @@ class TestBankSandbox(Sandbox):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, username: str = "merchant",
                  password: str = "sandbox-secret", webhook_secret: str = "sandbox-webhook-secret",
-                 **options: Any) -> None:
+                 settle_at_once: bool = False, **options: Any) -> None:
         super().__init__(host, port, **options)
+        #: Answer the create call with the final outcome (one call per payout: the bench).
+        self.settle_at_once = settle_at_once
         self._authorization = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
         self.webhook_secret = webhook_secret
 
@@ -144,7 +146,7 @@ class TestBankSandbox(Sandbox):
         try:
             transfer, created = self.ledger.record(
                 key, amount=amount, currency="RUB", account=account, fee=fee, outcome=outcome,
-                error=failure, immediate=at_once,
+                error=failure, immediate=at_once or (self.settle_at_once and outcome != PENDING),
                 extra={"description": description, "metadata": metadata})
         except LedgerConflict:
             return _error(409, "idempotency_conflict",
@@ -186,9 +188,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--settle-after", type=float, default=5.0,
                         help="seconds before a payout leaves 'processing' (default 5)")
+    parser.add_argument("--settle-at-once", action="store_true",
+                        help="answer the create call with the final outcome")
+    parser.add_argument("--username", default="merchant", help="merchant login (Basic auth)")
+    parser.add_argument("--password", default="sandbox-secret", help="merchant password (Basic auth)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    TestBankSandbox(args.host, args.port, settle_after=args.settle_after).serve()
+    print(f"Test Bank sandbox on http://{args.host}:{args.port} (login {args.username!r}, "
+          f"password {args.password!r})", flush=True)
+    TestBankSandbox(args.host, args.port, username=args.username, password=args.password,
+                    settle_after=args.settle_after, settle_at_once=args.settle_at_once).serve()
 
 
 if __name__ == "__main__":
