@@ -113,10 +113,11 @@ def janitor_command(every: int) -> None:
 
 
 def _commands() -> tuple:
+    from portal.cli_cashback import COMMANDS as money_flow
     from portal.cli_i18n import translations
 
     return (sync_roles_command, create_admin_command, seed_demo_command, verify_ledger_command, translations,
-            worker_command, janitor_command)
+            worker_command, janitor_command, *money_flow)
 
 
 def register(app: Flask) -> None:

@@ -42,7 +42,7 @@ from portal.models.payouts import mask
 from portal.models.types import utcnow
 from portal.services import audit, fx, ledger
 from portal.services.audit import Actor
-from portal.services.ledger import customer_account, system_account, transfer
+from portal.services.ledger import Leg, customer_account, system_account, transfer
 from portal.services.money import LEDGER_QUANTUM, convert, payable
 
 TRANSITIONS: dict[str, set[str]] = {
@@ -129,11 +129,20 @@ def set_provider_enabled(session: Session, code: str, enabled: bool, *, actor: A
 
 
 def _breaker_after(session: Session, code: str, result: Result, config: Mapping, now: dt.datetime) -> None:
-    """Count transport failures; open the breaker on too many, or at once on auth/config/our funds."""
-    state = provider_state(session, code, lock=True)
+    """Count transport failures; open the breaker on too many, or at once on auth/config/our funds.
+
+    The common case (a normal answer while the breaker is closed and nothing failed)
+    neither locks nor writes the provider's row, so workers do not queue on it.
+    """
     transport = result.error in (ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.RATE_LIMITED) \
         or (result.status is PayoutStatus.UNKNOWN and result.error is not ErrorCode.NOT_FOUND)
     pausing = result.error is not None and (result.error.pauses_provider or result.error is ErrorCode.INSUFFICIENT_FUNDS)
+    healthy = result.status in (PayoutStatus.SUCCEEDED, PayoutStatus.PENDING, PayoutStatus.ACCEPTED,
+                                PayoutStatus.FAILED_FINAL)
+    seen = provider_state(session, code)
+    if healthy and seen.consecutive_failures == 0 and seen.breaker == "closed":
+        return
+    state = provider_state(session, code, lock=True)
     if pausing:
         state.breaker, state.paused_until = "open", None  # stays paused until someone resumes it
         state.pause_reason = f"{result.error.value}: {result.raw_message}"[:400]
@@ -147,8 +156,7 @@ def _breaker_after(session: Session, code: str, result: Result, config: Mapping,
             state.pause_reason = f"{state.consecutive_failures} failures in a row"
             audit.record(session, Actor.system("breaker"), "provider.paused", "provider", code,
                          reason=state.pause_reason)
-    elif result.status in (PayoutStatus.SUCCEEDED, PayoutStatus.PENDING, PayoutStatus.ACCEPTED) \
-            or result.status is PayoutStatus.FAILED_FINAL:
+    elif healthy:
         state.consecutive_failures = 0
         if state.breaker == "open" and state.paused_until is not None:
             state.breaker, state.paused_until, state.pause_reason = "closed", None, None
@@ -480,13 +488,13 @@ def _succeed(session: Session, payout: Payout, result: Result, actor: Actor) -> 
     payout.fee = fee
     payout.needs_attention = False
     _move(session, payout, "succeeded", actor, fee=fee)
-    float_account = system_account("provider_float", "USD", payout.provider_code)
-    ledger.post(session, kind="payout.succeeded", reference=f"payout:{payout.id}:paid", actor=actor,
-                legs=transfer(customer_account(payout.customer_id, "on_hold"), float_account, payout.amount_usd))
+    # one posting: the customer's held amount and our fee both leave the provider float
     fee_usd = _in_usd(fee or Decimal(0), payout)
+    legs = [Leg(customer_account(payout.customer_id, "on_hold"), -payout.amount_usd),
+            Leg(system_account("provider_float", "USD", payout.provider_code), payout.amount_usd + fee_usd)]
     if fee_usd > 0:
-        ledger.post(session, kind="payout.fee", reference=f"payout:{payout.id}:fee", actor=actor,
-                    legs=transfer(system_account("fees_expense"), float_account, fee_usd))
+        legs.append(Leg(system_account("fees_expense"), -fee_usd))
+    ledger.post(session, kind="payout.succeeded", reference=f"payout:{payout.id}:paid", actor=actor, legs=legs)
 
 
 def _in_usd(amount: Decimal, payout: Payout) -> Decimal:

@@ -98,7 +98,8 @@ def dispatch(app: Flask, job: _Job) -> None:
     elif mode == "rq":
         queue = rq_queue(app, job.queue)
         job_id = queue_name(app, job.job_id) if job.job_id else None
-        options = {"job_id": job_id, "result_ttl": 3600, "failure_ttl": 7 * 86400}
+        # the database row is the truth: RQ keeps no result, only failures (for requeue)
+        options = {"job_id": job_id, "result_ttl": 0, "failure_ttl": 7 * 86400}
         delay = job.run_at - time.time()
         if delay > 0.5:
             queue.enqueue_in(dt.timedelta(seconds=delay), job.func, *job.args, **options)

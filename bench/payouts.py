@@ -1,0 +1,212 @@
+"""Payout throughput: approved payouts through real `cashback worker` processes to a sandbox.
+
+One run on a throw-away PostgreSQL database and this run's own Redis queues:
+
+  1. creates N approved payouts (customers with funds and payout details, rate 80 RUB/USD);
+  2. baseline: the same number of payouts sent straight to the sandbox by W processes
+     calling the provider client (no database, no queue) — the best the sandbox allows;
+  3. starts W `cashback worker --burst` processes and times until every payout succeeded.
+
+The sandbox answers every call after ``--latency`` seconds (50 ms), settling at once, so
+the ideal is W / latency payouts/s.  Prints payouts/s, the ratio to that ideal and to the
+measured baseline, and checks: every payout succeeded, the sandbox paid each exactly once,
+verify-ledger is clean.
+
+    python bench/payouts.py [--payouts 2000] [--workers 2] [--latency 0.05]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+import redis  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from config import normalize_database_url  # noqa: E402
+
+
+def _conninfo(url: str) -> str:
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def wallet(n: int) -> str:
+    from payment_providers.testbank.provider import luhn_check_digit
+
+    body = f"{2000000 + n:07d}"
+    return f"TEST-{body}{luhn_check_digit(body)}"
+
+
+def _setup(url: str, settings: dict, count: int, prefix: str, redis_url: str) -> list[int]:
+    from flask_migrate import upgrade
+
+    from portal import providers
+    from portal.app import create_app
+    from portal.extensions import db
+    from portal.models import Customer, PayoutDetails
+    from portal.services import fx, ledger, payouts
+    from portal.services.audit import Actor
+    from portal.services.ledger import customer_account, system_account, transfer
+    from portal.security import sync_roles
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "CASHBACK_ENV": "testing", "SECRET_KEY": "bench",
+                      "PAYOUT_PROVIDER_SETTINGS": settings, "REDIS_URL": redis_url, "JOBS_MODE": "rq",
+                      "QUEUE_PREFIX": prefix, "MAX_WITHDRAWALS_PER_DAY": 1000})
+    actor = Actor.system("bench")
+    ids = []
+    with app.app_context():
+        upgrade()
+        sync_roles(app.appbuilder)
+        session = db.session
+        fx.correct_rate(session, dt.date.today(), Decimal("80"), actor, "bench rate")
+        customers = max(1, count // 2)
+        old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+        for i in range(1, customers + 1):
+            session.add(Customer(id=i, email=f"p{i}@bench.local", name=f"Bench {i}"))
+        session.flush()
+        for i in range(1, customers + 1):
+            session.add(PayoutDetails(customer_id=i, provider_code="test", account=wallet(i), created_at=old))
+            ledger.post(session, kind="bench.fund", reference=f"fund-{i}", actor=actor,
+                        legs=transfer(system_account("network_receivable"), customer_account(i, "available"),
+                                      Decimal("10.00")))
+        session.commit()
+        details = dict(session.execute(sa.select(PayoutDetails.customer_id, PayoutDetails.id)).all())
+        provider = providers.provider("test", app)
+        for n in range(count):
+            cid = n % customers + 1
+            result = payouts.request_withdrawal(session, session.get(Customer, cid), details_id=details[cid],
+                                                amount_usd=Decimal("1.00"), request_key=f"bench-{n}",
+                                                provider=provider, config=app.config, actor=actor)
+            assert result.payout.state == "approved", result.payout.review_reasons
+            ids.append(result.payout.id)
+            session.commit()  # each submit job is queued in Redis now; no worker runs yet
+        session.remove()
+        db.engine.dispose()
+    return ids
+
+
+def _direct(base_url: str, worker: int, count: int, start, done) -> None:
+    from payment_providers.testbank.provider import TestBankProvider
+    from plugins import PayoutRequest
+
+    provider = TestBankProvider({"base_url": base_url})
+    start.wait()
+    for n in range(count):
+        key = f"direct-{worker}-{n}"
+        provider.submit(PayoutRequest(idempotency_key=key, amount=Decimal("80.00"), currency="RUB",
+                                      account=wallet(10_000 + worker)), key)
+    done.put(worker)
+
+
+def _baseline(base_url: str, workers: int, count: int) -> float:
+    ctx = mp.get_context("spawn")
+    start, done = ctx.Barrier(workers + 1, timeout=120), ctx.Queue()
+    share = count // workers
+    procs = [ctx.Process(target=_direct, args=(base_url, w, share, start, done)) for w in range(workers)]
+    for p in procs:
+        p.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for _ in procs:
+        done.get(timeout=600)
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join()
+    return share * workers / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--payouts", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL")
+                        or "postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+
+    from payment_providers.testbank.sandbox import TestBankSandbox
+
+    base = normalize_database_url(args.database_url)
+    name = f"cashback_bench_{uuid.uuid4().hex[:8]}"
+    prefix = f"bench-{uuid.uuid4().hex[:8]}-"
+    with psycopg.connect(_conninfo(base), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = sa.make_url(base).set(database=name).render_as_string(hide_password=False)
+    sandbox = TestBankSandbox(settle_at_once=True, balance=Decimal("100000000.00")).start()
+    conn = redis.Redis.from_url(args.redis_url)
+    procs: list[subprocess.Popen] = []
+    try:
+        settings = {"test": {"base_url": sandbox.url, "read_timeout": 10}}
+        t_setup = time.perf_counter()
+        ids = _setup(url, settings, args.payouts, prefix, args.redis_url)
+        setup_s = time.perf_counter() - t_setup
+        sandbox.inject(latency=args.latency)
+        baseline = _baseline(sandbox.url, args.workers, args.payouts)
+        sandbox.ledger.reset(Decimal("100000000.00"))
+
+        env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": args.redis_url, "CASHBACK_ENV": "testing",
+               "SECRET_KEY": "bench", "CASHBACK_QUEUE_PREFIX": prefix,
+               "CASHBACK_PROVIDER_SETTINGS": json.dumps(settings)}
+        t0 = time.perf_counter()
+        for w in range(args.workers):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-c", "from portal.cli import main; main()", "worker", "--burst",
+                 "--name", f"{prefix}{w}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for p in procs:
+            p.wait(timeout=1800)
+        elapsed = time.perf_counter() - t0
+
+        engine = sa.create_engine(url)
+        with engine.connect() as c:
+            states = dict(c.execute(sa.text("SELECT state, count(*) FROM payout GROUP BY state")).all())
+        from sqlalchemy.orm import Session
+
+        from portal.services.ledger import verify
+
+        with Session(engine) as session:
+            report = verify(session)
+        engine.dispose()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        sandbox.stop()
+        for key in conn.scan_iter(match=f"*{prefix}*", count=1000):
+            conn.delete(key)
+        with psycopg.connect(_conninfo(base), autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    transfers = sandbox.ledger.transfers()
+    handles = [t.handle for t in transfers]
+    duplicates = len(handles) - len(set(handles))
+    paid_accounts = len(transfers)
+    rate = len(ids) / elapsed
+    ideal = args.workers / args.latency
+    print(f"payout bench: {len(ids)} approved payouts, {args.workers} worker processes, "
+          f"sandbox latency {args.latency * 1000:.0f} ms (setup {setup_s:.0f} s)")
+    print(f"through the workers           : {rate:8.1f} payouts/s ({elapsed:.1f} s)")
+    print(f"baseline: direct client calls : {baseline:8.1f} payouts/s")
+    print(f"ideal: workers / latency      : {ideal:8.1f} payouts/s")
+    print(f"ratio to ideal = {rate / ideal:.2f} (goal >= 0.70: {'met' if rate / ideal >= 0.7 else 'NOT met'});"
+          f" ratio to baseline = {rate / baseline:.2f}")
+    print(f"states: {states}; sandbox transfers: {paid_accounts}; duplicates: {duplicates}")
+    print(report.summary())
+    ok = states == {"succeeded": len(ids)} and duplicates == 0 and paid_accounts == len(ids) and report.ok
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
