@@ -35,16 +35,43 @@ PERMISSION_SETS: dict[str, list[Perm]] = {
         + _menu("Ledger", "Postings", "Accounts")
     ),
     "audit.read": _view("AuditLogView", "can_list", "can_show") + _menu("Security", "Audit log"),
+    # orders, orphan orders and the network's events, read-only (portal/views/support.py)
+    "orders.read": (
+        _view("OrderView", "can_list", "can_show")
+        + _view("OrphanOrderView", "can_list", "can_show")
+        + _view("NetworkEventView", "can_list", "can_show")
+        + _menu("Orders", "All orders", "Orphan orders", "Network events")
+    ),
+    # give an orphan order to its customer (books its cashback; audited)
+    "orphans.attach": [("can_attach", "OrphanOrderView")],
+    # exchange rates: list, CBR upload, corrections (portal/views/finance.py)
+    "fx.manage": _view("FxRateView", "can_list", "can_show", "can_write") + _menu("Finance", "Exchange rates"),
+    # the network's order report: import, differences, apply
+    "recon.manage": _view("ReconciliationView", "can_read", "can_write") + _menu("Finance", "Reconciliation"),
+    "promos.manage": (_view("PromoView", "can_list", "can_show", "can_add", "can_edit")
+                      + _menu("Finance", "Promos")),
+    # refused postbacks, for Developers (no customer data)
+    "postbacks.read": (_view("PostbackRejectionView", "can_list", "can_show")
+                       + _menu("Developers", "Postback rejections")),
+    # a customer's own data through the JSON API (portal/api/customer.py): read = balance,
+    # orders, clicks; write = create clicks.  Scoped to the login's customer row, never by id.
+    "customer.self": _view("CustomerApi", "can_read", "can_write"),
+    # the customer's cabinet pages (portal/views/cabinet.py) and their menu
+    "customer.cabinet": (
+        _view("CustomerCabinet", "can_read", "can_write")
+        + _menu("Cabinet", "Cabinet balance", "Cabinet statistics", "Cabinet clicks")
+    ),
 }
 
 ADMIN = "Admin"
 
 #: Role -> permission sets.  Admin is special: it receives every permission.
 ROLE_DEFINITIONS: dict[str, list[str]] = {
-    "Support": ["self.profile", "customers.read"],
-    "Finance": ["self.profile", "customers.read", "ledger.read"],
-    "Developer": ["self.profile"],
-    "Customer": ["self.profile"],
+    "Support": ["self.profile", "customers.read", "orders.read", "orphans.attach"],
+    "Finance": ["self.profile", "customers.read", "ledger.read", "orders.read", "fx.manage", "recon.manage",
+                "promos.manage"],
+    "Developer": ["self.profile", "postbacks.read"],
+    "Customer": ["self.profile", "customer.self", "customer.cabinet"],
 }
 ROLES = (ADMIN, *ROLE_DEFINITIONS)
 

@@ -7,9 +7,13 @@ from flask_appbuilder import AppBuilder
 def register(appbuilder: AppBuilder) -> None:
     from portal import api
 
-    from . import admin, ledger, people
+    from . import admin, cabinet, developers, finance, ledger, people, support
 
     people.register(appbuilder)
     ledger.register(appbuilder)
     admin.register(appbuilder)
+    cabinet.register(appbuilder)
+    support.register(appbuilder)
+    finance.register(appbuilder)
+    developers.register(appbuilder)
     api.register(appbuilder)

@@ -1,0 +1,215 @@
+"""The network postback endpoint: ``POST /api/v1/network/postback``.
+
+Public: the HMAC signature is the authentication (no FAB login, no JWT), and like every
+FAB API the blueprint is exempt from CSRF protection.  The view reads the raw body bytes
+(the signature covers them byte for byte, so nothing may parse or re-encode them first)
+and hands everything to ``portal.services.postbacks.process_postback``, which verifies,
+stores, applies and commits — or records the refusal and raises ``PostbackRejected``.
+"""
+from __future__ import annotations
+
+from flask import Response, current_app, jsonify, request
+from flask_appbuilder import AppBuilder
+from flask_appbuilder.api import expose
+
+from portal.api.base import CashbackApi
+from portal.errors import error_body
+from portal.extensions import db
+from portal.services import postbacks
+
+
+def _read_body(limit: int) -> bytes:
+    """The raw body, as received.
+
+    A body announced larger than ``limit`` is not buffered whole: its first ``limit + 1``
+    bytes are enough for ``process_postback`` to refuse it with 413 (and log an excerpt).
+    A body without a length (chunked) is read the same bounded way.
+    """
+    length = request.content_length
+    if length is None or length > limit:
+        return request.stream.read(limit + 1)
+    return request.get_data(cache=False)
+
+
+class NetworkPostbackApi(CashbackApi):
+    """Affiliate networks report orders here (paid, confirmed, cancelled, refunded)."""
+
+    resource_name = "network"
+    openapi_spec_tag = "Network postback"
+    #: No ``@protect``: the HMAC is the authentication; no FAB permission exists for it.
+    allow_browser_login = False
+    csrf_exempt = True
+
+    @expose("/postback", methods=["POST"])
+    def postback(self) -> Response:
+        """Receive one signed order event from an affiliate network.
+        ---
+        post:
+          summary: Receive a signed network postback (order event)
+          description: >-
+            The body is raw JSON signed with HMAC-SHA256 under the shared secret of the network:
+            `X-Cashback-Signature: sha256=<hex>` where hex = HMAC-SHA256(secret,
+            `<X-Cashback-Timestamp>.<raw body bytes>`). The timestamp must be within
+            CASHBACK_POSTBACK_WINDOW_SECONDS (300) of the server clock. Events are
+            idempotent by (network, event_id): an exact replay answers 200 with
+            `duplicate: true`; the same event_id with other data answers 409. Every refusal
+            is logged for Developers and changes nothing else.
+          security: []
+          parameters:
+          - in: header
+            name: X-Cashback-Network
+            required: true
+            description: The network code; selects the shared secret (e.g. `epn`).
+            schema:
+              type: string
+              example: epn
+          - in: header
+            name: X-Cashback-Timestamp
+            required: true
+            description: Unix time in whole seconds when the request was signed.
+            schema:
+              type: string
+              pattern: '^[0-9]{1,12}$'
+              example: '1795600000'
+          - in: header
+            name: X-Cashback-Signature
+            required: true
+            description: >-
+              `sha256=` followed by the lowercase hex HMAC-SHA256 of
+              `<timestamp>.<raw body>` under the network's secret.
+            schema:
+              type: string
+              pattern: '^sha256=[0-9a-fA-F]{64}$'
+          requestBody:
+            required: true
+            description: At most CASHBACK_POSTBACK_MAX_BYTES (16384) bytes of UTF-8 JSON.
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [event_id, order_id, status, order_amount, currency, commission, event_time]
+                  properties:
+                    event_id:
+                      type: string
+                      maxLength: 120
+                      description: The network's id of this event; (network, event_id) is unique.
+                    order_id:
+                      type: string
+                      maxLength: 80
+                      description: The network's order number.
+                    sub_id:
+                      type: string
+                      maxLength: 200
+                      description: Our click's sub-id as the network saw it (unknown ones make an orphan order).
+                    status:
+                      type: string
+                      enum: [paid, confirmed, cancelled, refunded]
+                    order_amount:
+                      type: string
+                      description: Decimal amount as a string (or a JSON number), at most 6 decimal places.
+                      example: '100.00'
+                    currency:
+                      type: string
+                      enum: [USD, RUB]
+                    commission:
+                      type: string
+                      description: Our commission from the network, in `currency`.
+                      example: '8.00'
+                    refunded_amount:
+                      type: string
+                      description: Cumulative refunded amount; required when status is refunded.
+                      example: '40.00'
+                    event_time:
+                      type: string
+                      format: date-time
+                      example: '2026-11-25T10:00:00Z'
+                    channel:
+                      type: string
+                      enum: [web, app]
+                    coupon_used:
+                      type: boolean
+                    items_in_cart_before_click:
+                      type: boolean
+          responses:
+            200:
+              description: Accepted (applied, stale, orphan) or an exact replay (duplicate).
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      ok:
+                        type: boolean
+                        enum: [true]
+                      outcome:
+                        type: string
+                        enum: [applied, stale, orphan]
+                      duplicate:
+                        type: boolean
+                      order_id:
+                        type: integer
+                        nullable: true
+            400:
+              description: The body is not valid UTF-8 JSON or not a valid event (`errors` lists fields).
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/ErrorBody'
+            401:
+              description: Unknown network, missing/forged signature or stale timestamp.
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/ErrorBody'
+            409:
+              description: This event id was already received with different data.
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/ErrorBody'
+            413:
+              description: The body is larger than the limit.
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/ErrorBody'
+            422:
+              description: An RUB event's day has no exchange rate yet; retry later.
+              content:
+                application/json:
+                  schema:
+                    $ref: '#/components/schemas/ErrorBody'
+        """
+        config = current_app.config
+        body = _read_body(int(config["POSTBACK_MAX_BYTES"]))
+        try:
+            outcome = postbacks.process_postback(db.session, body=body, headers=request.headers,
+                                                 remote_ip=request.remote_addr, config=config)
+        except postbacks.PostbackRejected as err:
+            response = jsonify(error_body(err.status, err.code, err.message, err.errors))
+            response.status_code = err.status
+            return response
+        return jsonify(ok=True, outcome=outcome.outcome, duplicate=outcome.duplicate, order_id=outcome.order_id)
+
+    def add_apispec_components(self, api_spec) -> None:
+        super().add_apispec_components(api_spec)
+        if "ErrorBody" not in api_spec.components.schemas:
+            api_spec.components.schema("ErrorBody", ERROR_BODY_SCHEMA)
+
+
+#: The one JSON error shape (``portal.errors.error_body``) as an OpenAPI schema.
+ERROR_BODY_SCHEMA = {
+    "type": "object",
+    "required": ["ok", "status", "error", "errors"],
+    "properties": {
+        "ok": {"type": "boolean", "enum": [False]},
+        "status": {"type": "integer"},
+        "error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+        "errors": {"type": "array", "items": {"type": "object", "properties": {
+            "field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+}
+
+
+def register(appbuilder: AppBuilder) -> None:
+    appbuilder.add_api(NetworkPostbackApi)
