@@ -176,6 +176,8 @@ def load() -> dict:
             "ru": {"flag": "ru", "name": "Русский"},
             "en": {"flag": "gb", "name": "English"},
         },
+        #: Largest request body accepted (uploads of rate files and network reports), bytes.
+        "MAX_CONTENT_LENGTH": _env_int("CASHBACK_MAX_CONTENT_LENGTH", 8 * 1024 * 1024),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": env == "production",

@@ -36,6 +36,8 @@ setup(
         "requests>=2.31,<3",
         "psycopg[binary]>=3.1,<4",
         "click>=8.1,<9",
+        # the production WSGI server (and the postback bench's)
+        "gunicorn>=22,<24",
     ],
     extras_require={
         "test": [

@@ -39,6 +39,35 @@ def _conninfo(url: str) -> str:
     return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# --- reusable by other benches (bench/postbacks.py) -------------------------------------------
+
+def create_database(base_url: str, prefix: str = "cashback_bench") -> str:
+    """Create an empty throw-away database on the server of ``base_url``; return its URL."""
+    base = normalize_database_url(base_url)
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_conninfo(base), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return sa.make_url(base).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(base_url: str, url: str) -> None:
+    """Drop a database made by :func:`create_database` (connected through ``base_url``'s database)."""
+    with psycopg.connect(_conninfo(normalize_database_url(base_url)), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{sa.make_url(url).database}" WITH (FORCE)')
+
+
+def create_baseline_table(url: str) -> None:
+    """The table scenario (c) inserts into."""
+    with psycopg.connect(_conninfo(url), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_baseline (id bigserial PRIMARY KEY, v text NOT NULL)")
+
+
+def baseline_inserts_per_second(url: str, writers: int, total: int) -> float:
+    """Scenario (c): single-row INSERT transactions/s with plain psycopg, ``writers`` processes."""
+    create_baseline_table(url)
+    return _run(url, "c", writers, total)
+
+
 def _setup(url: str) -> None:
     """Schema by Alembic, 1,000 funded customers, a single-row hot account for (b1)."""
     from flask_migrate import upgrade
@@ -66,9 +95,8 @@ def _setup(url: str) -> None:
         app.config["LEDGER_HOT_SHARDS"] = 1
         ledger.ensure_accounts(db.session, [system_account("promo_expense")])
         db.session.commit()
-        db.session.execute(sa.text("CREATE TABLE bench_baseline (id bigserial PRIMARY KEY, v text NOT NULL)"))
-        db.session.commit()
         db.engine.dispose()
+    create_baseline_table(url)
 
 
 def _writer(url: str, scenario: str, worker: int, count: int, start, done) -> None:
@@ -133,11 +161,7 @@ def main() -> int:
                         or "postgresql://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
 
-    base = normalize_database_url(args.database_url)
-    name = f"cashback_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_conninfo(base), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = sa.make_url(base).set(database=name).render_as_string(hide_password=False)
+    url = create_database(args.database_url)
     try:
         _setup(url)
         rates = {s: _run(url, s, args.writers, args.postings) for s in ("c", "a", "b", "b1")}
@@ -148,8 +172,7 @@ def main() -> int:
             report = verify(session)
         engine.dispose()
     finally:
-        with psycopg.connect(_conninfo(base), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(args.database_url, url)
 
     a, b, b1, c = rates["a"], rates["b"], rates["b1"], rates["c"]
     print(f"ledger bench: {args.writers} writer processes, {args.postings} postings per scenario, PostgreSQL")

@@ -77,7 +77,7 @@ def correct_rate(session: Session, day: dt.date, rate: Decimal, actor: Actor, re
     """Finance sets a day's rate by hand; audited with the reason."""
     if not reason or not reason.strip():
         raise Invalid(_l("Say why the rate is corrected."), code="reason_required")
-    if not isinstance(rate, Decimal) or rate <= 0 or rate > 100000:
+    if not isinstance(rate, Decimal) or not rate.is_finite() or rate <= 0 or rate > 100000:
         raise Invalid(_l("The rate must be a positive number."), code="bad_rate")
     rate = _q(rate)
     row = session.execute(sa.select(FxRate).where(

@@ -17,7 +17,7 @@ request (a genuine sender with a skewed clock, or a replay), which makes it safe
 Replaying a postback by hand (the README's "documented signing command")::
 
     CASHBACK_POSTBACK_SECRET=... python -m portal.services.postback_signing \\
-        http://localhost:5000/api/v1/postback/ admitad body.json
+        http://127.0.0.1:5000/api/v1/network/postback epn body.json
 
 prints a ready-to-paste ``curl`` command (see :func:`signed_curl`).
 """

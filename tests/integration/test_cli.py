@@ -1,8 +1,12 @@
 """The `cashback` commands against PostgreSQL."""
 from __future__ import annotations
 
+import datetime as dt
+
+import sqlalchemy as sa
+
 from portal.extensions import db
-from portal.models import AuditRecord, Customer
+from portal.models import AuditRecord, Click, Customer, FxRate, NetworkEvent, Order, Promo
 from portal.services import demo, ledger
 
 
@@ -33,11 +37,44 @@ def test_seed_demo_then_verify_ledger(app, clean_db):
     runner = app.test_cli_runner()
     first = runner.invoke(args=["seed-demo"])
     assert first.exit_code == 0, first.output
+    with app.app_context():
+        counts = {m.__name__: db.session.query(m).count() for m in (Click, NetworkEvent, Order, FxRate, Promo)}
     second = runner.invoke(args=["seed-demo"])
     assert "0 staff, 0 customers, 0 postings added" in second.output
     with app.app_context():
+        assert {m.__name__: db.session.query(m).count() for m in (Click, NetworkEvent, Order, FxRate, Promo)} == counts
         assert db.session.query(Customer).count() == len(demo._NAMES)
         positive = [c for c in db.session.query(Customer) if ledger.customer_balances(db.session, c.id)["available"] > 0]
         assert len(positive) >= 5
     result = runner.invoke(args=["verify-ledger"])
     assert result.exit_code == 0 and "OK" in result.output, result.output
+
+
+def test_seed_demo_has_orders_in_every_state(app, clean_db):
+    """Rates for 30 days, a running and a past promo, clicks with repeats, orders in every state."""
+    assert app.test_cli_runner().invoke(args=["seed-demo"]).exit_code == 0
+    with app.app_context():
+        session = db.session
+        states = demo.order_states(session)
+        assert all(states[s] >= 1 for s in states), states
+        rates = session.query(FxRate).filter_by(base="USD").all()
+        assert len(rates) >= 20 and {r.source for r in rates} == {"cbr"}
+        assert max(r.day for r in rates) - min(r.day for r in rates) >= dt.timedelta(days=27)
+        assert all(r.rate == demo.usd_rub_on(r.day) for r in rates)
+        now = dt.datetime.now(dt.timezone.utc)
+        promos = session.query(Promo).all()
+        assert sorted(p.starts_at <= now < p.ends_at for p in promos) == [False, True]
+        assert session.query(sa.func.max(Click.repeat_count)).scalar() >= 4
+        customers_with_clicks = session.query(sa.func.count(sa.distinct(Click.customer_id))).scalar()
+        assert len(demo._NAMES) > customers_with_clicks >= len(demo._NAMES) * 3 // 4
+        # deterministic event ids; the late "paid" of a confirmed-before-paid order changed nothing
+        assert session.query(NetworkEvent).filter_by(event_id="demo-1-1:paid").one()
+        assert session.query(NetworkEvent).filter_by(outcome="stale").count() >= 1
+        assert session.query(NetworkEvent).filter(NetworkEvent.currency == "RUB").count() >= 1
+        # the clawback: customer 2 withdrew, an order was cancelled, a later order paid part back
+        clawback = session.query(Customer).filter_by(email="customer2@demo.cashback.local").one()
+        balances = ledger.customer_balances(session, clawback.id)
+        assert balances["receivable"] > 0 and balances["available"] == 0
+        # cashback from the running promo is partly paid by us
+        assert ledger.balance(session, ledger.system_account("promo_expense")) > 0
+        assert ledger.verify(session).ok

@@ -1,0 +1,589 @@
+"""Network postbacks over real HTTP, against the ledger bench's raw-INSERT baseline.
+
+One run, one throw-away PostgreSQL database (migrated with Alembic; customers with
+ledger accounts, one click per order so every sub-id resolves, a few days of USD/RUB
+rates).  The app, ``portal.app:create_app()``, is served by gunicorn (gthread workers)
+on 127.0.0.1; ``--clients`` processes each keep one ``requests.Session`` alive and push
+their share of signed events.  Each order belongs to one client, so its expected outcome
+is known in advance:
+
+* every order gets ``paid`` and ``confirmed`` (about 1 in 4 sent confirmed-before-paid:
+  the late ``paid`` is *stale*); about 1 in 10 orders is in RUB;
+* about 20 % of all events are exact replays (*duplicate*), sent later by the same client;
+* 1 % are forged (wrong key; *rejected* with 401 and logged).
+
+Prints events/s through the app, (c) from ``bench/ledger.py`` measured in the same run
+(single-row INSERT transactions/s, as many writer processes as clients), the ratio, the
+outcome counts against the expected ones, CPU seconds by clients / app workers /
+PostgreSQL, and ``verify-ledger`` on the result.  Exit 1 if the ledger is not clean or
+the outcomes differ from the expected ones.  Goal of the issue: > 1,000 events/s.
+
+    python bench/postbacks.py [--events 20000] [--clients 8] [--workers 4] [--threads 2]
+                              [--baseline 4000] [--profile DIR] [--timeout 900]
+
+``--profile DIR`` wraps the app in cProfile (per worker, per request thread) and prints
+where the time went: thread CPU time by default, ``--profile-clock wall`` for elapsed time
+(then waiting on PostgreSQL, the GIL or a free core shows as time in psycopg).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+import random
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from bench import ledger as ledger_bench  # noqa: E402  (create/drop database, the baseline)
+from portal.services.postback_signing import sign  # noqa: E402
+
+NETWORK = "epn"
+SECRET = "bench-postback-secret"
+FORGED_SECRET = b"not-the-network-secret"
+CUSTOMERS = 1000
+RATE = Decimal("7.00")
+RUB_PER_USD = Decimal("92.451200")
+REPLAY_SHARE = 0.20
+FORGED_SHARE = 0.01
+OUT_OF_ORDER_SHARE = 0.25
+RUB_SHARE = 0.10
+SEED = 20261125
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    """Who sends what, and what must come out of it."""
+
+    per_client: list[list[tuple[bytes, bool]]]  # (body, forged) in sending order
+    orders: int
+    out_of_order: int
+    rub_orders: int
+    replays: int
+    forged: int
+    expected: Counter = field(default_factory=Counter)
+
+    @property
+    def events(self) -> int:
+        return sum(len(items) for items in self.per_client)
+
+
+def _body(order: int, status: str, sub_id: str, amount: Decimal, currency: str, at: dt.datetime) -> bytes:
+    commission = (amount * Decimal("0.08")).quantize(Decimal("0.01"))
+    return json.dumps({
+        "event_id": f"B{order:07d}:{status}", "order_id": f"B{order:07d}", "sub_id": sub_id,
+        "status": status, "order_amount": str(amount), "currency": currency, "commission": str(commission),
+        "event_time": at.isoformat().replace("+00:00", "Z"), "channel": "web",
+    }, separators=(",", ":")).encode()
+
+
+def sub_id_for(order: int) -> str:
+    return f"bench-sub-{order:07d}"
+
+
+def make_plan(events: int, clients: int, now: dt.datetime) -> Plan:
+    """``events`` events split into orders, replays and forgeries; orders dealt to clients."""
+    rng = random.Random(SEED)
+    forged = round(events * FORGED_SHARE)
+    replays = round(events * REPLAY_SHARE)
+    orders = (events - forged - replays) // 2
+    replays = events - forged - 2 * orders  # the odd one out becomes a replay
+    per_client: list[list[tuple[float, bytes, bool]]] = [[] for _ in range(clients)]
+    out_of_order = rub_orders = 0
+    for order in range(orders):
+        amount = Decimal(rng.randint(300, 30000)) / 100
+        currency = "USD"
+        if rng.random() < RUB_SHARE:
+            currency, amount = "RUB", (amount * 90).quantize(Decimal("0.01"))
+            rub_orders += 1
+        paid_at = now - dt.timedelta(days=rng.randint(0, 3), minutes=rng.randint(1, 600))
+        confirmed_at = paid_at + dt.timedelta(minutes=rng.randint(1, 300))
+        paid = _body(order, "paid", sub_id_for(order), amount, currency, paid_at)
+        confirmed = _body(order, "confirmed", sub_id_for(order), amount, currency, confirmed_at)
+        first, second = sorted(rng.random() for _ in range(2))
+        if rng.random() < OUT_OF_ORDER_SHARE:
+            first, second = second, first
+            out_of_order += 1
+        items = per_client[order % clients]
+        items += [(first, paid, False), (second, confirmed, False)]
+    originals = [list(items) for items in per_client]
+    for n in range(replays):
+        c = n % clients
+        key, raw, _ = rng.choice(originals[c])
+        per_client[c].append((rng.uniform(key, 1.0) + 1e-9, raw, False))
+    for n in range(forged):
+        c = rng.randrange(clients)
+        raw = _body(orders + n, "paid", sub_id_for(0), Decimal("10.00"), "USD", now)
+        per_client[c].append((rng.random(), raw, True))
+    plan = Plan([[(raw, f) for _, raw, f in sorted(items, key=lambda i: i[0])] for items in per_client],
+                orders, out_of_order, rub_orders, replays, forged)
+    plan.expected.update(applied=2 * orders - out_of_order, stale=out_of_order, duplicate=replays,
+                         rejected=forged)
+    return plan
+
+
+# --- the database ----------------------------------------------------------------------------------
+
+def setup_database(url: str, orders: int, now: dt.datetime) -> None:
+    """Schema by Alembic; customers with ledger accounts; one click per order; USD/RUB rates."""
+    from flask_migrate import upgrade
+
+    from portal.app import create_app
+    from portal.extensions import db
+    from portal.models import Click, Customer, FxRate
+    from portal.services import ledger
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "CASHBACK_ENV": "testing", "SECRET_KEY": "bench"})
+    with app.app_context():
+        upgrade()
+        db.session.execute(sa.insert(Customer.__table__), [
+            {"id": i, "email": f"bench{i}@bench.local", "name": f"Bench {i}", "locale": "ru",
+             "is_blocked": False, "created_at": now} for i in range(1, CUSTOMERS + 1)])
+        db.session.execute(sa.text("SELECT setval('customer_id_seq', :n)"), {"n": CUSTOMERS})
+        for i in range(1, CUSTOMERS + 1):
+            ledger.open_customer_accounts(db.session, i)
+        db.session.commit()
+        rows = [{"sub_id": sub_id_for(o), "customer_id": 1 + o % CUSTOMERS, "product_id": str(1005000000000000 + o),
+                 "canonical_url": f"https://aliexpress.com/item/{1005000000000000 + o}.html", "channel": "web",
+                 "rate": RATE, "repeat_count": 1, "created_at": now - dt.timedelta(days=5)} for o in range(orders)]
+        for start in range(0, len(rows), 5000):
+            db.session.execute(sa.insert(Click.__table__), rows[start:start + 5000])
+        db.session.execute(sa.insert(FxRate.__table__), [
+            {"day": (now - dt.timedelta(days=d)).date(), "base": "USD", "quote": "RUB", "rate": RUB_PER_USD,
+             "source": "cbr", "updated_at": now} for d in range(0, 10)])
+        db.session.commit()
+        db.engine.dispose()
+
+
+def check_database(url: str, plan: Plan) -> tuple[bool, list[str]]:
+    """verify-ledger, then what the events must have left behind."""
+    from portal.models import NetworkEvent, Order, PostbackRejection
+    from portal.models.types import from_micros
+    from portal.services import ledger
+    from portal.services.ledger import system_account
+
+    engine = sa.create_engine(url)
+    lines, ok = [], True
+    with Session(engine) as session:
+        report = ledger.verify(session)
+        lines.append(report.summary())
+        ok &= report.ok
+
+        def count(q):
+            return session.execute(q).scalar_one()
+
+        events = count(sa.select(sa.func.count()).select_from(NetworkEvent))
+        rejected = count(sa.select(sa.func.count()).select_from(PostbackRejection))
+        by_state = dict(session.execute(sa.select(Order.status, sa.func.count()).group_by(Order.status)).all())
+        booked = count(sa.select(sa.func.coalesce(sa.func.sum(Order.booked_cashback), 0))
+                       .where(Order.booked_in == "available"))
+        available = from_micros(count(sa.text(  # balances are stored in integer micro-units
+            "SELECT COALESCE(SUM(b.balance), 0) FROM ledger_balance b "
+            "JOIN ledger_account a ON a.id = b.account_id WHERE a.kind = 'available'")))
+        receivable = ledger.balance(session, system_account("network_receivable"))
+        checks = [
+            (f"network events stored: {events} (expected {2 * plan.orders})", events == 2 * plan.orders),
+            (f"rejections logged: {rejected} (expected {plan.forged})", rejected == plan.forged),
+            (f"orders: {by_state} (expected all {plan.orders} confirmed)", by_state == {"confirmed": plan.orders}),
+            (f"cashback: booked on orders {booked} = customers' available {available} "
+             f"= network receivable {receivable}", booked == available == receivable and booked > 0),
+        ]
+        for text, good in checks:
+            lines.append(("  ok  " if good else "  BAD ") + text)
+            ok &= good
+    engine.dispose()
+    return ok, lines
+
+
+# --- the server -----------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+GUNICORN_CONFIG = '''
+def worker_exit(server, worker):
+    dump = getattr(worker.wsgi, "dump_profile", None)
+    if dump is not None:
+        dump()
+'''
+
+
+class _ProfiledApp:
+    """WSGI middleware: cProfile around each request, one profile per request thread."""
+
+    def __init__(self, app, out_dir: str, clock: str) -> None:
+        self.app, self.out_dir = app, out_dir
+        #: cpu: CPU time of the request's own thread; wall: elapsed time (includes waiting on
+        #: PostgreSQL, on the GIL and for a CPU core)
+        self.timer = time.thread_time if clock == "cpu" else time.perf_counter
+        self.local, self.profiles, self.lock = threading.local(), [], threading.Lock()
+
+    def __call__(self, environ, start_response):
+        import cProfile
+
+        prof = getattr(self.local, "prof", None)
+        if prof is None:
+            prof = self.local.prof = cProfile.Profile(self.timer)
+            with self.lock:
+                self.profiles.append(prof)
+        prof.enable()
+        try:
+            return list(self.app(environ, start_response))
+        finally:
+            prof.disable()
+
+    def dump_profile(self) -> None:
+        import pstats
+
+        if not self.profiles:
+            return
+        stats = pstats.Stats(self.profiles[0])
+        for prof in self.profiles[1:]:
+            stats.add(prof)
+        stats.dump_stats(os.path.join(self.out_dir, f"worker-{os.getpid()}.prof"))
+
+
+def profiled_app():
+    """gunicorn entry for ``--profile``: ``bench.postbacks:profiled_app()``."""
+    from portal.app import create_app
+
+    return _ProfiledApp(create_app(), os.environ["BENCH_PROFILE_DIR"], os.environ.get("BENCH_PROFILE_CLOCK", "cpu"))
+
+
+class Server:
+    """gunicorn serving the portal on 127.0.0.1 (a process group of our own)."""
+
+    def __init__(self, url: str, workers: int, threads: int, workdir: str, profile_dir: str | None,
+                 profile_clock: str = "cpu") -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        config = Path(workdir) / "gunicorn_conf.py"
+        config.write_text(GUNICORN_CONFIG)
+        self.log = Path(workdir) / "gunicorn.log"
+        env = {**os.environ, "DATABASE_URL": url, "CASHBACK_ENV": "production", "SECRET_KEY": "bench-" + "k" * 32,
+               "CASHBACK_POSTBACK_SECRETS": f"{NETWORK}:{SECRET}", "REDIS_URL": "",
+               "CASHBACK_INSTANCE_DIR": workdir}
+        if profile_dir:
+            env["BENCH_PROFILE_DIR"] = profile_dir
+            env["BENCH_PROFILE_CLOCK"] = profile_clock
+        target = "bench.postbacks:profiled_app()" if profile_dir else "portal.app:create_app()"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(config), "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
+             "--keep-alive", "30", "--timeout", "60", "--log-level", "warning", "--error-logfile", str(self.log),
+             target],
+            cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def wait_ready(self, workers: int, timeout: float = 120) -> None:
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"gunicorn exited ({self.proc.returncode}); see {self.log}:\n{self.log.read_text()}")
+            try:
+                if requests.get(self.base + "/api/v1/network/postback", timeout=5).status_code == 405 \
+                        and len(self.worker_pids()) >= workers:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise SystemExit("gunicorn did not become ready in time")
+
+    def worker_pids(self) -> list[int]:
+        return [pid for pid, ppid, _ in _processes() if ppid == self.proc.pid]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # graceful: workers run worker_exit (profile dump)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# --- CPU accounting (/proc) ------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _processes():
+    """(pid, ppid, comm) of every process; rows that vanish while read are skipped."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                raw = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            comm = raw[raw.index("(") + 1:raw.rindex(")")]
+            fields = raw[raw.rindex(")") + 2:].split()
+            yield int(entry), int(fields[1]), comm
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+
+
+def _postgres_cpu() -> dict[int, float]:
+    return {pid: _cpu_seconds(pid) for pid, _, comm in _processes() if comm.startswith("postgres")}
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+# --- the clients ------------------------------------------------------------------------------------
+
+def _client(base: str, items: list[tuple[bytes, bool]], deadline: float, start, results) -> None:
+    import requests
+
+    url = base + "/api/v1/network/postback"
+    secret = SECRET.encode()
+    counts: Counter = Counter()
+    latencies: list[float] = []
+    samples: list[str] = []
+    with requests.Session() as http:
+        http.get(url, timeout=30)  # open the keep-alive connection before the clock starts
+        start.wait()
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        for raw, forged in items:
+            if time.time() > deadline:
+                counts["not_sent"] += 1
+                continue
+            headers = {"Content-Type": "application/json", "X-Cashback-Network": NETWORK,
+                       **sign(FORGED_SECRET if forged else secret, raw, int(time.time()))}
+            t0 = time.perf_counter()
+            try:
+                response = http.post(url, data=raw, headers=headers, timeout=30)
+            except requests.RequestException as err:
+                counts["errors"] += 1
+                if len(samples) < 3:
+                    samples.append(f"{type(err).__name__}: {err}")
+                continue
+            latencies.append(time.perf_counter() - t0)
+            body = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
+            if response.status_code == 200:
+                counts["duplicate" if body.get("duplicate") else body.get("outcome", "?")] += 1
+            elif response.status_code == 401 and forged:
+                counts["rejected"] += 1
+            else:
+                counts["errors"] += 1
+                if len(samples) < 3:
+                    samples.append(f"{response.status_code} {response.text[:300]}")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime  # while pushing only
+    results.put((dict(counts), latencies, samples, cpu))
+
+
+def push(base: str, plan: Plan, timeout: float, on_start) -> tuple[float, Counter, list[float], list[str], float]:
+    """Start the clients; ``on_start()`` runs as they all start sending (after their imports and connects)."""
+    ctx = mp.get_context("spawn")
+    clients = len(plan.per_client)
+    start = ctx.Barrier(clients + 1, timeout=120)
+    results = ctx.Queue()
+    deadline = time.time() + timeout
+    procs = [ctx.Process(target=_client, args=(base, items, deadline, start, results)) for items in plan.per_client]
+    for p in procs:
+        p.start()
+    start.wait()
+    on_start()
+    t0 = time.perf_counter()
+    counts, latencies, samples, cpu = Counter(), [], [], 0.0
+    for _ in procs:
+        c, lat, smp, seconds = results.get(timeout=timeout + 120)
+        counts.update(c)
+        latencies += lat
+        samples += smp
+        cpu += seconds
+    elapsed = time.perf_counter() - t0
+    for p in procs:
+        p.join(timeout=60)
+        if p.exitcode:
+            raise SystemExit("a client process failed")
+    return elapsed, counts, latencies, samples, cpu
+
+
+# --- profile summary ----------------------------------------------------------------------------------
+
+def _bucket(filename: str) -> str:
+    if filename.startswith("~") or filename.startswith("<"):
+        return "builtins (C calls: socket I/O, hashing, …)"
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0].replace(".py", "")
+    if "/portal/" in filename:
+        return "portal/" + filename.split("/portal/", 1)[1]
+    if "/bench/" in filename:
+        return "bench (profiling wrapper)"
+    return "stdlib/" + Path(filename).name
+
+
+def profile_summary(profile_dir: str, requests_served: int, clock: str, top: int = 25) -> list[str]:
+    import pstats
+
+    files = sorted(Path(profile_dir).glob("worker-*.prof"))
+    if not files:
+        return ["(no worker profiles were written)"]
+    stats = pstats.Stats(str(files[0]))
+    for f in files[1:]:
+        stats.add(str(f))
+    per_bucket: Counter = Counter()
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():
+        per_bucket[_bucket(filename)] += tottime
+    total = sum(per_bucket.values())
+    what = "thread CPU time, profiler overhead included" if clock == "cpu" else "wall clock, incl. waiting"
+    lines = [f"profile: {len(files)} workers, {total:.1f} s in requests "
+             f"({1000 * total / max(requests_served, 1):.2f} ms per request; {what})",
+             "own time by package:"]
+    merged: Counter = Counter()
+    for name, seconds in per_bucket.items():
+        key = "portal" if name.startswith("portal/") else name
+        merged[key] += seconds
+    for name, seconds in merged.most_common(12):
+        lines.append(f"  {seconds:8.1f} s  {100 * seconds / total:5.1f} %  {name}")
+    lines.append(f"top {top} functions by cumulative time (ms per request):")
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][3], reverse=True)
+    shown = 0
+    for (filename, line, func), (_, ncalls, tottime, cumtime, _) in rows:
+        if _bucket(filename).startswith(("bench", "stdlib/threading", "stdlib/socketserver")):
+            continue
+        short = _bucket(filename) if "site-packages" in filename else filename.replace(str(ROOT) + "/", "")
+        lines.append(f"  {1000 * cumtime / max(requests_served, 1):7.2f}  {ncalls:8d} calls  "
+                     f"{short}:{line}({func})")
+        shown += 1
+        if shown >= top:
+            break
+    return lines
+
+
+# --- main -------------------------------------------------------------------------------------------
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--baseline", type=int, default=4000, help="INSERT transactions for the baseline")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds; events not sent by then are counted")
+    parser.add_argument("--profile", metavar="DIR", help="cProfile the app workers, write and summarize")
+    parser.add_argument("--profile-clock", choices=("cpu", "wall"), default="cpu",
+                        help="cpu: thread CPU time (default); wall: elapsed, incl. waiting on PostgreSQL")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL")
+                        or "postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    if args.events < 10 or not 1 <= args.clients <= 64 or not 1 <= args.workers <= 32:
+        parser.error("--events >= 10, --clients 1..64, --workers 1..32")
+
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    plan = make_plan(args.events, args.clients, now)
+    url = ledger_bench.create_database(args.database_url, prefix="cashback_bench_pb")
+    workdir = tempfile.mkdtemp(prefix="bench_postbacks_")
+    profile_dir = None
+    if args.profile:
+        profile_dir = str(Path(args.profile).resolve())
+        Path(profile_dir).mkdir(parents=True, exist_ok=True)
+        for old in Path(profile_dir).glob("worker-*.prof"):
+            old.unlink()
+    server = None
+    try:
+        t_setup = time.perf_counter()
+        setup_database(url, plan.orders, now)
+        setup_seconds = time.perf_counter() - t_setup
+        baseline = ledger_bench.baseline_inserts_per_second(url, args.clients, args.baseline)
+        server = Server(url, args.workers, args.threads, workdir, profile_dir, args.profile_clock)
+        server.wait_ready(args.workers)
+        before = {}
+
+        def sample_before() -> None:
+            before.update(pg=_postgres_cpu(), app={p: _cpu_seconds(p) for p in server.worker_pids()},
+                          busy=_machine_busy())
+
+        elapsed, counts, latencies, samples, client_cpu = push(server.base, plan, args.timeout, sample_before)
+        pg_before, app_before, busy_before = before["pg"], before["app"], before["busy"]
+        pg_after, busy_after = _postgres_cpu(), _machine_busy()
+        per_worker = sorted((_cpu_seconds(p) - app_before.get(p, 0.0) for p in server.worker_pids()), reverse=True)
+        app_cpu = sum(per_worker)
+        pg_cpu = sum(v - pg_before.get(pid, 0.0) for pid, v in pg_after.items())
+        server.stop()
+        ok, db_lines = check_database(url, plan)
+    finally:
+        if server is not None:
+            server.stop()
+        ledger_bench.drop_database(args.database_url, url)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    sent = plan.events - counts["not_sent"]
+    rate = sent / elapsed
+    busy = (busy_after[0] - busy_before[0]) / max(busy_after[1] - busy_before[1], 1)
+    cores = os.cpu_count() or 1
+    print(f"postback bench: {plan.events} events over HTTP, {args.clients} client processes (requests keep-alive), "
+          f"gunicorn {args.workers} workers x {args.threads} threads (gthread), PostgreSQL; {cores} cores")
+    print(f"mix: {plan.orders} orders (paid + confirmed; {plan.out_of_order} confirmed-before-paid, "
+          f"{plan.rub_orders} in RUB), {plan.replays} exact replays, {plan.forged} forged; "
+          f"setup {setup_seconds:.1f} s")
+    print(f"(p) signed postbacks through the app       : {rate:8.0f} events/s   "
+          f"({sent} in {elapsed:.1f} s; latency p50 {1000 * _percentile(latencies, 0.5):.1f} ms, "
+          f"p95 {1000 * _percentile(latencies, 0.95):.1f} ms, p99 {1000 * _percentile(latencies, 0.99):.1f} ms)")
+    print(f"(c) baseline: single-row INSERT transactions: {baseline:8.0f} tx/s       "
+          f"(bench/ledger.py (c), {args.clients} writer processes, {args.baseline} transactions)")
+    print(f"ratio (p)/(c) = {rate / baseline:.3f}; goal > 1000 events/s: {'met' if rate > 1000 else 'NOT met'}")
+    print(f"CPU seconds while pushing: clients {client_cpu:.1f}, app workers {app_cpu:.1f}, "
+          f"postgres {pg_cpu:.1f} (all databases); machine busy {100 * busy:.0f} % of {cores} cores "
+          f"-> per event: clients {1000 * client_cpu / sent:.2f} ms, app {1000 * app_cpu / sent:.2f} ms, "
+          f"postgres {1000 * pg_cpu / sent:.2f} ms")
+    print("app worker CPU seconds (keep-alive connections stay on the worker that accepted them): "
+          + " / ".join(f"{seconds:.1f}" for seconds in per_worker))
+    names = ("applied", "duplicate", "stale", "rejected")
+    print("outcomes: " + " / ".join(f"{n} {counts[n]} (expected {plan.expected[n]})" for n in names)
+          + f" / orphan {counts['orphan']} / errors {counts['errors']} / not sent {counts['not_sent']}")
+    for sample in samples[:5]:
+        print("  error sample: " + sample)
+    outcomes_ok = all(counts[n] == plan.expected[n] for n in names) and not (
+        counts["errors"] or counts["not_sent"] or counts["orphan"])
+    for line in db_lines:
+        print(line)
+    if profile_dir:
+        for line in profile_summary(profile_dir, sent, args.profile_clock):
+            print(line)
+        print(f"(profiles kept in {profile_dir}: python -m pstats {profile_dir}/worker-<pid>.prof)")
+    return 0 if ok and outcomes_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
