@@ -31,15 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import psycopg  # noqa: E402
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
+from bench import ledger as ledger_bench  # noqa: E402  (create/drop the throw-away database)
 from config import normalize_database_url  # noqa: E402
-
-
-def _conninfo(url: str) -> str:
-    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def wallet(n: int) -> str:
@@ -140,11 +136,8 @@ def main() -> int:
     from payment_providers.testbank.sandbox import TestBankSandbox
 
     base = normalize_database_url(args.database_url)
-    name = f"cashback_bench_{uuid.uuid4().hex[:8]}"
     prefix = f"bench-{uuid.uuid4().hex[:8]}-"
-    with psycopg.connect(_conninfo(base), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = sa.make_url(base).set(database=name).render_as_string(hide_password=False)
+    url = ledger_bench.create_database(base)
     sandbox = TestBankSandbox(settle_at_once=True, balance=Decimal("100000000.00")).start()
     conn = redis.Redis.from_url(args.redis_url)
     procs: list[subprocess.Popen] = []
@@ -186,8 +179,7 @@ def main() -> int:
         sandbox.stop()
         for key in conn.scan_iter(match=f"*{prefix}*", count=1000):
             conn.delete(key)
-        with psycopg.connect(_conninfo(base), autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        ledger_bench.drop_database(base, url)
 
     transfers = sandbox.ledger.transfers()
     handles = [t.handle for t in transfers]
