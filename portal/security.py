@@ -61,17 +61,39 @@ PERMISSION_SETS: dict[str, list[Perm]] = {
         _view("CustomerCabinet", "can_read", "can_write")
         + _menu("Cabinet", "Cabinet balance", "Cabinet statistics", "Cabinet clicks")
     ),
+    # the customer's own withdrawals: the API (portal/api/payouts.py) and the cabinet's
+    # withdraw page; read = methods, details, withdrawals; write = add details, withdraw, cancel
+    "customer.payouts": (
+        _view("CustomerPayoutApi", "can_read", "can_write")
+        + _view("CustomerWithdrawals", "can_read", "can_write")
+        + _menu("Cabinet", "Cabinet withdraw")
+    ),
+    # every payout, read-only, account masked (portal/views/payouts_desk.py)
+    "payouts.read": _view("PayoutView", "can_list", "can_show") + _menu("Payouts", "All payouts"),
+    # full payout accounts where payouts are shown
+    "payouts.pii": [("can_pii", "PayoutView")],
+    # payouts without customer data (no customer, no account), for Developers
+    "payouts.read_no_pii": _view("PayoutTechView", "can_list", "can_show") + _menu("Payouts", "Payouts (no PII)"),
+    # the review queue: approve/reject (maker-checker is the service's)
+    "payouts.review": _view("PayoutReview", "can_read", "can_write") + _menu("Payouts", "Review queue"),
+    # payouts in unknown / needing attention, and fixing their state by hand
+    "payouts.fix": _view("PayoutAttention", "can_read", "can_write") + _menu("Payouts", "Needs attention"),
+    # the provider switchboard, read: kill switch, breaker, balances, held payouts
+    "providers.read": _view("PayoutProviders", "can_read") + _menu("Payouts", "Payout providers"),
+    # the kill switch, resuming a paused provider, refreshing its balance
+    "providers.manage": [("can_write", "PayoutProviders")],
 }
 
 ADMIN = "Admin"
 
 #: Role -> permission sets.  Admin is special: it receives every permission.
 ROLE_DEFINITIONS: dict[str, list[str]] = {
-    "Support": ["self.profile", "customers.read", "orders.read", "orphans.attach"],
+    "Support": ["self.profile", "customers.read", "orders.read", "orphans.attach", "payouts.read"],
     "Finance": ["self.profile", "customers.read", "ledger.read", "orders.read", "fx.manage", "recon.manage",
-                "promos.manage"],
-    "Developer": ["self.profile", "postbacks.read"],
-    "Customer": ["self.profile", "customer.self", "customer.cabinet"],
+                "promos.manage", "payouts.read", "payouts.pii", "payouts.review", "payouts.fix",
+                "providers.read", "providers.manage"],
+    "Developer": ["self.profile", "postbacks.read", "payouts.read_no_pii", "providers.read"],
+    "Customer": ["self.profile", "customer.self", "customer.cabinet", "customer.payouts"],
 }
 ROLES = (ADMIN, *ROLE_DEFINITIONS)
 

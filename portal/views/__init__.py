@@ -7,7 +7,7 @@ from flask_appbuilder import AppBuilder
 def register(appbuilder: AppBuilder) -> None:
     from portal import api
 
-    from . import admin, cabinet, developers, finance, ledger, people, support
+    from . import admin, cabinet, developers, finance, ledger, payouts_desk, people, support
 
     people.register(appbuilder)
     ledger.register(appbuilder)
@@ -16,4 +16,5 @@ def register(appbuilder: AppBuilder) -> None:
     support.register(appbuilder)
     finance.register(appbuilder)
     developers.register(appbuilder)
+    payouts_desk.register(appbuilder)
     api.register(appbuilder)

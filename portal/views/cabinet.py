@@ -11,7 +11,12 @@ the ``customer.cabinet`` set of the Customer role):
 * ``/cabinet/ready/<sub_id>`` — the information message and the "Continue" link to
   ``/go/<sub_id>``;
 * ``/cabinet/orders`` — statistics: orders with their status history and cashback;
-* ``/cabinet/clicks`` — clicks with repeat and visit counts.
+* ``/cabinet/clicks`` — clicks with repeat and visit counts;
+* ``/cabinet/withdraw/`` — withdrawals (``WithdrawView``, permission view ``CustomerWithdrawals``,
+  the ``customer.payouts`` set): saved payout details (masked) and a form for new ones, the
+  withdrawal form (the minimum in RUB, the available balance, a hidden per-form request key
+  so a double-clicked button makes one withdrawal), and the withdrawals with a cancel button
+  while nothing was sent.
 
 ``/go/<sub_id>`` is public (the browser or the extension follows it): it logs the visit
 (user agent, keyed hash of the IP, channel from ``?ch=``) and redirects to the network.
@@ -19,18 +24,25 @@ A ``HEAD`` request (link previews) is redirected without being logged.
 """
 from __future__ import annotations
 
-from flask import current_app, redirect, request, url_for
+import secrets
+
+from flask import current_app, flash, redirect, request, url_for
 from flask_appbuilder import AppBuilder, BaseView, expose
 from flask_appbuilder.security.decorators import has_access
+from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import StringField, SubmitField
+from wtforms import HiddenField, SelectField, StringField, SubmitField
 
+from portal import providers
+from portal.api import payouts as payout_api
 from portal.errors import DomainError
 from portal.extensions import db
 from portal.i18n import _, _l
 from portal.models import Customer
+from portal.models.payouts import mask
 from portal.models.types import utcnow
-from portal.services import clicks, customer_views as cv, links
+from portal.services import clicks, customer_views as cv, links, payouts
+from portal.services.audit import Actor
 
 
 class LinkForm(FlaskForm):
@@ -41,14 +53,8 @@ class LinkForm(FlaskForm):
     submit = SubmitField(_l("Buy with cashback"))
 
 
-class CabinetView(BaseView):
-    route_base = "/cabinet"
-    default_view = "index"
-    class_permission_name = "CustomerCabinet"
-    method_permission_name = {"index": "read", "ready": "read", "orders": "read", "click_list": "read",
-                              "buy": "write"}
-
-    # --- helpers ------------------------------------------------------------------------------
+class CustomerPages:
+    """Helpers of the customer's pages (mixed into their ``BaseView`` classes)."""
 
     def _customer(self) -> Customer | None:
         try:
@@ -64,17 +70,27 @@ class CabinetView(BaseView):
     def _not_a_customer(self):
         return self._render("cabinet/not_customer.html", 403, message=str(cv.NotACustomer().message))
 
-    def _index(self, customer: Customer, form: LinkForm, error: str | None = None, status: int = 200):
-        view = cv.balance(db.session, customer.id, minimum_usd=current_app.config["MIN_WITHDRAWAL_USD"],
-                          day=utcnow().date())
-        return self._render("cabinet/index.html", status, balance=view, kinds=("pending", "available", "on_hold"),
-                            form=form, error=error, customer=customer)
-
     def _paging(self):
         try:
             return cv.parse_paging(request.args)
         except DomainError:
             return 1, cv.DEFAULT_PAGE_SIZE
+
+
+class CabinetView(CustomerPages, BaseView):
+    route_base = "/cabinet"
+    default_view = "index"
+    class_permission_name = "CustomerCabinet"
+    method_permission_name = {"index": "read", "ready": "read", "orders": "read", "click_list": "read",
+                              "buy": "write"}
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _index(self, customer: Customer, form: LinkForm, error: str | None = None, status: int = 200):
+        view = cv.balance(db.session, customer.id, minimum_usd=current_app.config["MIN_WITHDRAWAL_USD"],
+                          day=utcnow().date())
+        return self._render("cabinet/index.html", status, balance=view, kinds=("pending", "available", "on_hold"),
+                            form=form, error=error, customer=customer)
 
     # --- pages --------------------------------------------------------------------------------
 
@@ -144,6 +160,152 @@ class CabinetView(BaseView):
                             is_spam=lambda n: cv.is_spam(n, current_app.config))
 
 
+# --- withdrawals ----------------------------------------------------------------------------------
+
+class DetailsForm(FlaskForm):
+    """New payout details: a payment method and the account (the provider validates it)."""
+
+    provider = SelectField(_l("Payment method"))
+    account = StringField(_l("Account or wallet number"), render_kw={"autocomplete": "off"})
+
+
+def _new_request_key() -> str:
+    return secrets.token_urlsafe(18)
+
+
+class WithdrawForm(FlaskForm):
+    """A withdrawal; ``request_key`` is made when the form is shown, so a double click is one withdrawal."""
+
+    details = SelectField(_l("Payout details"), coerce=int)
+    amount = StringField(_l("Amount, USD"), render_kw={"inputmode": "decimal", "autocomplete": "off",
+                                                        "placeholder": "1.25"})
+    request_key = HiddenField(default=_new_request_key)
+
+
+class CancelForm(FlaskForm):
+    """Only the CSRF token: the withdrawal is in the URL."""
+
+
+class WithdrawView(CustomerPages, BaseView):
+    """``/cabinet/withdraw/``: saved payout details, new details, a withdrawal, the withdrawals.
+
+    Permission ``can_read`` / ``can_write`` on ``CustomerWithdrawals`` (the ``customer.payouts``
+    set).  Each form posts to its own address and redirects back (post/redirect/get); a
+    refused form shows the page again with the reason (422; 400 for an expired form).
+    """
+
+    route_base = "/cabinet/withdraw"
+    default_view = "index"
+    class_permission_name = "CustomerWithdrawals"
+    base_permissions = ["can_read", "can_write"]
+    method_permission_name = {"index": "read", "add_details": "write", "withdraw": "write", "cancel": "write"}
+
+    def _page(self, customer: Customer, *, details_form: DetailsForm | None = None,
+              withdraw_form: WithdrawForm | None = None, error: str | None = None, status: int = 200):
+        session = db.session
+        locale = payout_api.request_locale()
+        methods = payout_api.payout_methods(session, locale)
+        enabled = {m.code: m.enabled for m in methods}
+        details = payout_api.saved_details(session, customer.id)
+        details_form = details_form or DetailsForm(formdata=None)
+        details_form.provider.choices = [(m.code, m.name) for m in methods if m.enabled]
+        withdraw_form = withdraw_form or WithdrawForm(formdata=None)
+        off = " (%s)" % _("Switched off for now: choose other details")
+        withdraw_form.details.choices = [
+            (d.id, f"{payout_api.provider_name(d.provider_code, locale)} · {mask(d.account)}"
+                   + ("" if enabled.get(d.provider_code) else off))
+            for d in details]
+        page, size = self._paging()
+        view = cv.balance(session, customer.id, minimum_usd=current_app.config["MIN_WITHDRAWAL_USD"],
+                          day=utcnow().date())
+        return self._render(
+            "cabinet/withdraw.html", status, balance=view, methods=methods, details=details, enabled=enabled,
+            details_form=details_form, withdraw_form=withdraw_form, cancel_form=CancelForm(formdata=None),
+            error=error, page=payout_api.withdrawals_page(session, customer.id, page, size),
+            can_cancel=payout_api.can_cancel, state_label=payout_api.state_label, mask=mask,
+            provider_name=lambda code: payout_api.provider_name(code, locale))
+
+    def _refused(self, customer: Customer, form: FlaskForm, **forms):
+        """A form that did not validate: 400 for a missing or stale CSRF token, else 422."""
+        if "csrf_token" in form.errors:
+            return self._page(customer, error=_("The form has expired. Reload the page and try again."),
+                              status=400, **forms)
+        return self._page(customer, status=422, **forms)
+
+    @expose("/")
+    @has_access
+    def index(self):
+        customer = self._customer()
+        if customer is None:
+            return self._not_a_customer()
+        return self._page(customer)
+
+    @expose("/details", methods=["POST"])
+    @has_access
+    def add_details(self):
+        customer = self._customer()
+        if customer is None:
+            return self._not_a_customer()
+        form = DetailsForm()
+        form.provider.choices = [(code, code) for code in providers.all_providers()]
+        if not form.validate_on_submit():
+            return self._refused(customer, form, details_form=form)
+        try:
+            saved = payouts.save_details(db.session, customer, providers.provider(form.provider.data),
+                                         form.account.data or "", actor=Actor.user(current_user))
+        except DomainError as err:
+            db.session.rollback()
+            shown = [str(p["message"]) for p in err.errors if p.get("field") == "account"]
+            form.account.errors = [*form.account.errors, *shown]
+            return self._page(customer, details_form=form, error=None if shown else str(err.message), status=422)
+        db.session.commit()
+        flash(_("Payout details saved: %(method)s %(account)s.",
+                method=payout_api.provider_name(saved.provider_code, payout_api.request_locale()),
+                account=mask(saved.account)), "success")
+        return redirect(url_for("WithdrawView.index"))
+
+    @expose("/request", methods=["POST"])
+    @has_access
+    def withdraw(self):
+        customer = self._customer()
+        if customer is None:
+            return self._not_a_customer()
+        form = WithdrawForm()
+        form.details.choices = [(d.id, str(d.id)) for d in payout_api.saved_details(db.session, customer.id)]
+        if not form.validate_on_submit():
+            return self._refused(customer, form, withdraw_form=form)
+        try:
+            amount = payout_api.parse_amount_usd(form.amount.data)
+            result = payout_api.request_withdrawal(db.session, customer, details_id=form.details.data,
+                                                   amount_usd=amount, request_key=form.request_key.data or "",
+                                                   actor=Actor.user(current_user))
+        except DomainError as err:
+            db.session.rollback()
+            return self._page(customer, withdraw_form=form, error=str(err.message), status=422)
+        payout = result.payout
+        flash(_("Withdrawal #%(id)s of $%(amount)s: %(state)s.", id=payout.id,
+                amount=cv.money_text(payout.amount_usd), state=payout_api.state_label(payout.state)), "success")
+        return redirect(url_for("WithdrawView.index"))
+
+    @expose("/<int:payout_id>/cancel", methods=["POST"])
+    @has_access
+    def cancel(self, payout_id: int):
+        customer = self._customer()
+        if customer is None:
+            return self._not_a_customer()
+        form = CancelForm()
+        if not form.validate_on_submit():
+            return self._refused(customer, form)
+        try:
+            payout = payouts.cancel_by_customer(db.session, payout_id, customer, actor=Actor.user(current_user))
+        except DomainError as err:
+            db.session.rollback()
+            return self._page(customer, error=str(err.message), status=err.status)
+        db.session.commit()
+        flash(_("Withdrawal #%(id)s is cancelled: the money is back on your balance.", id=payout.id), "success")
+        return redirect(url_for("WithdrawView.index"))
+
+
 class GoView(BaseView):
     """Public: ``/go/<sub_id>`` logs the visit and sends the browser to the network."""
 
@@ -175,4 +337,6 @@ def register(appbuilder: AppBuilder) -> None:
                         icon="fa-list", category="Cabinet")
     appbuilder.add_link("Cabinet clicks", href="/cabinet/clicks", label=_l("Clicks"),
                         icon="fa-mouse-pointer", category="Cabinet")
+    appbuilder.add_view(WithdrawView, "Cabinet withdraw", label=_l("Withdraw"), icon="fa-money",
+                        category="Cabinet")
     appbuilder.add_view_no_menu(GoView)
