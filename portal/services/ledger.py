@@ -314,25 +314,40 @@ def post(session: Session, *, kind: str, reference: str, legs: Sequence[Leg],
     return PostResult(posting_id, created)
 
 
-_PG_POST = sa.text(
+#: One posting, server-side (migration 0002).  Run on the session's own DBAPI connection
+#: (same transaction): SQLAlchemy's statement machinery cost as much client CPU as the rest
+#: of the posting on this hot path.
+_PG_POST = (
     "SELECT posting_id, created, refused_leg, refused_balance FROM ledger_post("
-    ":kind, :reference, :actor, :memo, :created_at, :accounts, :amounts, :currencies, :shards, "
-    "CAST(:guard AS smallint[]))"
+    "%s, %s, %s, %s, %s, %s::integer[], %s::bigint[], %s::text[], %s::integer[], %s::smallint[])"
 )
 
 
+def _pg_array(values) -> str:
+    """A PostgreSQL array literal of integers or currency codes (validated: no quoting needed).
+
+    Sent as text and cast server-side: psycopg's list adaptation inspects every element.
+    """
+    return "{" + ",".join(str(v) for v in values) + "}"
+
+
 def _post_postgres(session, accounts, kind, reference, legs, actor, memo) -> tuple[int, bool]:
-    row = session.connection().execute(_PG_POST, {
-        "kind": kind, "reference": reference, "actor": actor.label, "memo": memo, "created_at": utcnow(),
-        "accounts": [accounts[l.account].id for l in legs],
-        "amounts": [to_micros(l.amount) for l in legs],
-        "currencies": [l.account.currency for l in legs],
-        "shards": [accounts[l.account].shards for l in legs],
-        "guard": [_guard(l.account) for l in legs],
-    }).one()
-    if row.refused_leg is not None:
-        raise _insufficient(legs[row.refused_leg], from_micros(row.refused_balance))
-    return row.posting_id, row.created
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(_PG_POST, (
+            kind, reference, actor.label, memo, utcnow(),
+            _pg_array(accounts[l.account].id for l in legs),
+            _pg_array(to_micros(l.amount) for l in legs),
+            _pg_array(l.account.currency for l in legs),
+            _pg_array(accounts[l.account].shards for l in legs),
+            _pg_array(_guard(l.account) for l in legs),
+        ))
+        posting_id, created, refused_leg, refused_balance = cursor.fetchone()
+    finally:
+        cursor.close()
+    if refused_leg is not None:
+        raise _insufficient(legs[refused_leg], from_micros(refused_balance))
+    return posting_id, created
 
 
 def _post_python(session, accounts, kind, reference, legs, actor, memo) -> tuple[int, bool]:
