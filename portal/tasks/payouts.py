@@ -62,12 +62,12 @@ def submit_payout(payout_id: int) -> str:
     if attempt is None:
         session.rollback()
         return "skipped"
+    request, attempt_id, number = payouts.payout_request(payout, attempt), attempt.id, attempt.number
     session.commit()  # the key is durable before the provider hears of it
-    log.info("Payout %s: attempt %s submitting with key %s", payout_id, attempt.number, attempt.idempotency_key)
-    payout = session.get(Payout, payout_id)
-    result = _call(provider.submit, payouts.payout_request(payout, attempt), attempt.idempotency_key)
+    log.info("Payout %s: attempt %s submitting with key %s", payout_id, number, request.idempotency_key)
+    result = _call(provider.submit, request, request.idempotency_key)
     now = utcnow()
-    payout = payouts.apply_result(session, attempt.id, result, config=config, now=now)
+    payout = payouts.apply_result(session, attempt_id, result, config=config, now=now)
     _follow_up(session, payout, attempt, now)
     session.commit()
     log.info("Payout %s: %s (%s)", payout_id, payout.state, result.error.value if result.error else result.status.value)
