@@ -112,12 +112,33 @@ def janitor_command(every: int) -> None:
         time.sleep(every)
 
 
+@click.command("sandbox", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("code")
+@click.pass_context
+@with_appcontext
+def sandbox_command(ctx: click.Context, code: str) -> None:
+    """Serve provider CODE's local sandbox (extra options go to it: --host, --port, credentials)."""
+    import importlib
+
+    from portal import providers
+
+    provider = providers.provider(code)
+    if provider is None:
+        raise click.ClickException(f"no provider {code!r}; known: {', '.join(providers.all_providers())}")
+    package = type(provider).__module__.rpartition(".")[0]
+    try:
+        module = importlib.import_module(f"{package}.sandbox")
+    except ImportError:
+        raise click.ClickException(f"provider {code!r} ships no sandbox ({package}.sandbox)") from None
+    module.main(list(ctx.args))
+
+
 def _commands() -> tuple:
     from portal.cli_cashback import COMMANDS as money_flow
     from portal.cli_i18n import translations
 
     return (sync_roles_command, create_admin_command, seed_demo_command, verify_ledger_command, translations,
-            worker_command, janitor_command, *money_flow)
+            worker_command, janitor_command, sandbox_command, *money_flow)
 
 
 def register(app: Flask) -> None:

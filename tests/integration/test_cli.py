@@ -78,3 +78,36 @@ def test_seed_demo_has_orders_in_every_state(app, clean_db):
         # cashback from the running promo is partly paid by us
         assert ledger.balance(session, ledger.system_account("promo_expense")) > 0
         assert ledger.verify(session).ok
+
+
+def test_sandbox_command_serves_a_providers_sandbox(app, pg_url):
+    """`cashback sandbox test --port P` serves Test Bank; an unknown code is a clear error."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    assert "no provider 'nope'" in app.test_cli_runner().invoke(args=["sandbox", "nope"]).output
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": pg_url, "CASHBACK_ENV": "testing"}
+    proc = subprocess.Popen([sys.executable, "-c", "from portal.cli import main; main()", "sandbox", "test",
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/balance", auth=("merchant", "sandbox-secret"), timeout=1)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "the sandbox did not start"
+                time.sleep(0.2)
+        assert answer.status_code == 200 and answer.json()["currency"] == "RUB"
+        assert requests.get(f"http://127.0.0.1:{port}/balance", auth=("merchant", "wrong"), timeout=1).status_code == 401
+    finally:
+        proc.terminate()
+        proc.wait(10)
