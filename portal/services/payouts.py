@@ -517,6 +517,19 @@ def _reverse(session: Session, payout: Payout, actor: Actor, message: str) -> No
                               customer_account(payout.customer_id, "available"), payout.amount_usd))
 
 
+def acknowledge(session: Session, payout_id: int, *, actor: Actor, reason: str) -> Payout:
+    """Finance has dealt with a payout that needs attention but no state change (a reversal)."""
+    if not reason or not reason.strip():
+        raise Invalid(_l("Say why."), code="reason_required")
+    payout = lock_payout(session, payout_id)
+    if not payout.needs_attention or payout.state in ("unknown", "submitting"):
+        raise IllegalTransition(_l("This payout needs a state fix, not an acknowledgement."))
+    payout.needs_attention = False
+    audit.record(session, actor, "payout.acknowledged", "payout", payout.id, reason=reason.strip(),
+                 after={"state": payout.state})
+    return payout
+
+
 def fix_state(session: Session, payout_id: int, *, to: str, actor: Actor, reason: str) -> Payout:
     """Finance settles a payout no automatic step could resolve (``unknown``), with a reason."""
     if to not in ("succeeded", "failed"):

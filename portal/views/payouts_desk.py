@@ -277,13 +277,14 @@ class PayoutAttentionView(BaseView):
     default_view = "attention"
     class_permission_name = "PayoutAttention"
     base_permissions = ["can_read", "can_write"]
-    method_permission_name = {"attention": "read", "fix": "write"}
+    method_permission_name = {"attention": "read", "fix": "write", "acknowledge": "write"}
 
     def _page(self, status: int = 200, form: FixForm | None = None, form_for: int | None = None):
         return self.render_template(
             "payouts/attention.html", rows=attention_list(), account_text=account_text,
             fixable=lambda p: p.state in ("unknown", "submitting"), form=FixForm(formdata=None),
-            failed_form=form, failed_for=form_for, fixed=cv.fixed, title=_("Payouts needing attention")), status
+            failed_form=form, failed_for=form_for, fixed=cv.fixed, ack_form=ReasonForm(formdata=None),
+            title=_("Payouts needing attention")), status
 
     @expose("/")
     @has_access
@@ -306,6 +307,24 @@ class PayoutAttentionView(BaseView):
             return self._page(REFUSED, form, payout_id)
         db.session.commit()
         flash(_("Payout #%(id)s is now %(state)s.", id=payout.id, state=payout.state), "success")
+        return redirect(url_for(".attention"))
+
+    @expose("/<int:payout_id>/acknowledge", methods=["POST"])
+    @has_access
+    def acknowledge(self, payout_id: int):
+        """A reversed payout was dealt with (the money is back with the customer): off the list."""
+        form = ReasonForm()
+        if not form.validate_on_submit():
+            _refused(form)
+            return self._page(REFUSED)
+        try:
+            payouts.acknowledge(db.session, payout_id, actor=actor(), reason=form.reason.data)
+        except DomainError as err:
+            db.session.rollback()
+            flash(_("Payout #%(id)s: %(error)s", id=payout_id, error=err.message), "danger")
+            return self._page(REFUSED)
+        db.session.commit()
+        flash(_("Payout #%(id)s is acknowledged.", id=payout_id), "success")
         return redirect(url_for(".attention"))
 
 

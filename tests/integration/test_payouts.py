@@ -318,3 +318,27 @@ def test_concurrent_withdrawals_never_overspend(app, session, world):
     assert sorted(outcomes).count("ok") == 8 and outcomes.count("refused") == 2
     b = balances(session)
     assert (b["available"], b["on_hold"]) == (D("0.20"), D("4.80"))
+
+
+def test_reversed_payout_is_acknowledged_off_the_attention_list(app, session, world, testbank, client, make_user):
+    """Finance acknowledges a reversal with a reason (audited); without a reason nothing changes."""
+    from tests.conftest import login
+
+    payout = settle(session, withdraw(session, app).payout.id)
+    testbank.ledger.reverse(payout.attempts[-1].idempotency_key)
+    attempt = payout.attempts[-1]
+    attempt.status = "pending"
+    session.commit()
+    jobs.check_attempt(attempt.id)
+    make_user("fin_ack", "Finance")
+    login(client, "fin_ack")
+    page = client.get("/payouts/attention/")
+    assert page.status_code == 200 and b"ack-form" in page.data
+    assert client.post(f"/payouts/attention/{payout.id}/acknowledge", data={"reason": " "}).status_code == 422
+    session.expire_all()
+    assert session.get(Payout, payout.id).needs_attention
+    answer = client.post(f"/payouts/attention/{payout.id}/acknowledge", data={"reason": "customer informed"})
+    assert answer.status_code == 302
+    session.expire_all()
+    assert not session.get(Payout, payout.id).needs_attention
+    assert session.execute(sa.select(AuditRecord).where(AuditRecord.action == "payout.acknowledged")).scalar_one()
