@@ -36,6 +36,8 @@ setup(
         "requests>=2.31,<3",
         "psycopg[binary]>=3.1,<4",
         "click>=8.1,<9",
+        # phone numbers (E.164, Russian mobile ranges) for the phone top-up providers
+        "phonenumbers>=8.13,<10",
         # the production WSGI server (and the postback bench's)
         "gunicorn>=22,<24",
     ],
@@ -51,6 +53,7 @@ setup(
         # Payout provider plugins register here (see README "Adding a provider").
         "cashback.payment_providers": [
             "test = payment_providers.testbank.provider",
+            "phones = payment_providers.phones.provider",
         ],
     },
 )
