@@ -54,6 +54,7 @@ setup(
         "cashback.payment_providers": [
             "test = payment_providers.testbank.provider",
             "phones = payment_providers.phones.provider",
+            "yoomoney = payment_providers.yoomoney.provider",
         ],
     },
 )
