@@ -15,6 +15,7 @@ and declares the module in its ``setup.py`` under the ``cashback.payment_provide
 group. Test support lives in :mod:`plugins.sandbox` (local emulators) and :mod:`plugins.testing`
 (the conformance kit, a pytest plugin). The core-side loader is :mod:`plugins.manager`.
 """
+from plugins.handles import HandleStore, MemoryHandleStore
 from plugins.hookspecs import hookimpl, hookspec
 from plugins.provider import (
     CONTRACT_VERSION,
@@ -34,8 +35,10 @@ from plugins.provider import (
 __all__ = [
     "CONTRACT_VERSION",
     "ErrorCode",
+    "HandleStore",
     "InvalidAccount",
     "Limits",
+    "MemoryHandleStore",
     "PayoutProvider",
     "PayoutProviderError",
     "PayoutRequest",

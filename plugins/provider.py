@@ -18,6 +18,8 @@ Ground rules for implementers:
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import abc
 import re
 from collections.abc import Mapping
@@ -350,6 +352,10 @@ _BASE_DEFAULTS: ProviderSettings = {
 
 # --------------------------------------------------------------------------- the base class
 
+if TYPE_CHECKING:
+    from plugins.handles import HandleStore
+
+
 class PayoutProvider(abc.ABC):
     """Base class of payout providers. Subclass it, fill in the class attributes, implement the
     abstract methods, and return the class from the ``register_payout_providers`` hook.
@@ -394,6 +400,14 @@ class PayoutProvider(abc.ABC):
             raise ValueError(f"{self.code}: setting base_url must be a string")
         merged["credentials"] = MappingProxyType(dict(merged["credentials"]))
         self.settings: Mapping[str, Any] = MappingProxyType(merged)
+        from plugins.handles import MemoryHandleStore
+
+        #: Where numeric handles and counters are kept (the core binds a database store).
+        self.handles: HandleStore = MemoryHandleStore()
+
+    def bind_handles(self, store: HandleStore) -> None:
+        """Use ``store`` for numeric handles and counters (the core calls this at start-up)."""
+        self.handles = store
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any] | None = None) -> PayoutProvider:

@@ -16,8 +16,14 @@ EXTENSION = "payout_providers"
 
 
 def init_app(app: Flask) -> None:
+    from portal.services.handles import DbHandleStore
+
     pm = get_plugin_manager(load_entrypoints=True)
-    app.extensions[EXTENSION] = collect_providers(pm, app.config["PAYOUT_PROVIDER_SETTINGS"])
+    built = collect_providers(pm, app.config["PAYOUT_PROVIDER_SETTINGS"])
+    store = DbHandleStore()
+    for instance in built.values():
+        instance.bind_handles(store)  # numeric handles and counters live in the database
+    app.extensions[EXTENSION] = built
     app.extensions["cashback_plugin_manager"] = pm
 
 

@@ -4,8 +4,9 @@ from .cashback import (Click, ClickVisit, FxRate, NetworkEvent, Order, PostbackR
                        ReconImport, ReconLine)
 from .customers import Customer
 from .ledger import Account, AccountBalance, Entry, Posting
-from .payouts import Payout, PayoutApproval, PayoutAttempt, PayoutDetails, ProviderState
+from .payouts import (Payout, PayoutApproval, PayoutAttempt, PayoutDetails, ProviderCounter, ProviderHandle,
+                      ProviderState)
 
 __all__ = ["Account", "AccountBalance", "AuditRecord", "Click", "ClickVisit", "Customer", "Entry",
            "FxRate", "NetworkEvent", "Order", "Posting", "PostbackRejection", "Promo", "ReconImport",
-           "ReconLine", "Payout", "PayoutApproval", "PayoutAttempt", "PayoutDetails", "ProviderState"]
+           "ReconLine", "Payout", "PayoutApproval", "PayoutAttempt", "PayoutDetails", "ProviderState", "ProviderHandle", "ProviderCounter"]

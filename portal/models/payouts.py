@@ -160,3 +160,29 @@ class ProviderState(Model):
     balance = sa.Column(Money, nullable=True)
     balance_checked_at = sa.Column(UtcDateTime, nullable=True)
     updated_at = sa.Column(UtcDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+
+class ProviderHandle(Model):
+    """A provider's numeric handle for one of our idempotency keys (QIWI id, WebMoney tranid)."""
+
+    __tablename__ = "provider_handle"
+    __table_args__ = (
+        sa.UniqueConstraint("provider_code", "idempotency_key", name="uq_provider_handle_key"),
+        {"extend_existing": True},
+    )
+
+    #: The number handed to the provider: allocated by the database, so unique and increasing.
+    id = sa.Column(BigId, primary_key=True)
+    provider_code = sa.Column(sa.String(30), nullable=False)
+    idempotency_key = sa.Column(sa.String(64), nullable=False)
+    created_at = sa.Column(UtcDateTime, nullable=False, default=utcnow)
+
+
+class ProviderCounter(Model):
+    """A strictly increasing counter of a provider's protocol (WebMoney's ``reqn``)."""
+
+    __tablename__ = "provider_counter"
+
+    provider_code = sa.Column(sa.String(30), primary_key=True)
+    name = sa.Column(sa.String(30), primary_key=True)
+    value = sa.Column(sa.BigInteger, nullable=False, default=0)
