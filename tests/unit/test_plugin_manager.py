@@ -334,7 +334,7 @@ def test_sdk_surface_is_explicit() -> None:
     assert set(plugins.__all__) == {
         "hookimpl", "hookspec", "PayoutProvider", "Result", "PayoutStatus", "ErrorCode", "Quote",
         "Limits", "PayoutRequest", "InvalidAccount", "PayoutProviderError", "PluginStartupError",
-        "CONTRACT_VERSION", "ProviderSettings"}
+        "CONTRACT_VERSION", "ProviderSettings", "HandleStore", "MemoryHandleStore"}
     assert all(hasattr(plugins, name) for name in plugins.__all__)
 
 
