@@ -385,6 +385,10 @@ class PayoutProvider(abc.ABC):
     supports_balance: ClassVar[bool] = False
     #: Settings this class fills in when the configuration leaves them out (over the base defaults).
     default_settings: ClassVar[ProviderSettings] = {}
+    #: Whether the kill switch starts "on" for a new deployment (QIWI: off, its licence is gone).
+    default_enabled: ClassVar[bool] = True
+    #: Why it starts off, per language ({"ru": ..., "en": ...}); shown to Finance and customers.
+    disabled_reason: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         """Merge ``settings`` over :attr:`default_settings` over the base defaults.

@@ -32,6 +32,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Mapping
 
 import sqlalchemy as sa
+from flask import has_app_context
 from sqlalchemy.orm import Session
 
 from plugins import ErrorCode, InvalidAccount, PayoutProvider, PayoutProviderError, PayoutRequest, PayoutStatus, Result
@@ -94,10 +95,15 @@ def provider_state(session: Session, code: str, *, lock: bool = False) -> Provid
         query = query.with_for_update()
     row = session.execute(query).scalar_one_or_none()
     if row is None:
+        from portal import providers as registry
         from portal.services.db import insert_or_ignore
 
+        provider = registry.provider(code) if has_app_context() else None
+        enabled = getattr(provider, "default_enabled", True)
+        reasons = getattr(provider, "disabled_reason", None) or {}
         session.execute(insert_or_ignore(session, ProviderState.__table__)
-                        .values(code=code, enabled=True, breaker="closed", consecutive_failures=0,
+                        .values(code=code, enabled=enabled, breaker="closed", consecutive_failures=0,
+                                disabled_reason=None if enabled else (reasons.get("ru") or reasons.get("en")),
                                 updated_at=utcnow())
                         .on_conflict_do_nothing(index_elements=["code"]))
         row = session.execute(query).scalar_one()

@@ -342,3 +342,16 @@ def test_reversed_payout_is_acknowledged_off_the_attention_list(app, session, wo
     session.expire_all()
     assert not session.get(Payout, payout.id).needs_attention
     assert session.execute(sa.select(AuditRecord).where(AuditRecord.action == "payout.acknowledged")).scalar_one()
+
+
+def test_a_provider_can_start_switched_off_with_its_reason(app, session, world, monkeypatch):
+    """A plugin declaring default_enabled=False (QIWI) starts with the kill switch off and says why."""
+    provider = providers.provider("test")
+    monkeypatch.setattr(type(provider), "default_enabled", False)
+    monkeypatch.setattr(type(provider), "disabled_reason", {"ru": "Лицензия отозвана", "en": "Licence revoked"})
+    session.execute(sa.text("DELETE FROM provider_state"))
+    session.commit()
+    state = payouts.provider_state(session, "test")
+    assert (state.enabled, state.disabled_reason) == (False, "Лицензия отозвана")
+    with pytest.raises(payouts.ProviderDisabled):
+        withdraw(session, app, key="off")
