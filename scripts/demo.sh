@@ -17,10 +17,15 @@ log "seeding demo data"
 .venv/bin/cashback seed-demo
 .venv/bin/cashback verify-ledger
 mkdir -p instance
-log "starting the Test Bank payout sandbox on http://127.0.0.1:8765 (log: instance/sandbox.log)"
-.venv/bin/python -m payment_providers.testbank.sandbox --port 8765 --settle-after 3 > instance/sandbox.log 2>&1 &
-SANDBOX_PID=$!
-trap 'kill "$SANDBOX_PID" 2>/dev/null || true' EXIT INT TERM
+# Every provider's default settings point at its local sandbox on these ports.
+log "starting the payout sandboxes: Test Bank :8765, YooMoney :8766, phones (MTS/MegaFon/Beeline) :9094"
+.venv/bin/python -m payment_providers.testbank.sandbox --port 8765 --settle-after 3 > instance/sandbox-test.log 2>&1 &
+PIDS=$!
+.venv/bin/python -m payment_providers.yoomoney.sandbox --port 8766 --settle-after 3 > instance/sandbox-yoomoney.log 2>&1 &
+PIDS="$PIDS $!"
+.venv/bin/python -m payment_providers.phones.sandbox --port 9094 --settle-after 3 > instance/sandbox-phones.log 2>&1 &
+PIDS="$PIDS $!"
+trap 'kill $PIDS 2>/dev/null || true' EXIT INT TERM
 # Jobs run on a thread of the web process (no Redis); check pending payouts every few seconds.
 export CASHBACK_PAYOUT_CHECK_SECONDS=5,30,3600
 log "serving the portal (Ctrl+C to stop)"
