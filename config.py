@@ -156,6 +156,8 @@ def load() -> dict:
         "PAYOUT_MAX_CHECKS": _env_int("CASHBACK_PAYOUT_MAX_CHECKS", 6),
         #: An attempt still "submitting" after this many seconds is treated as unknown.
         "PAYOUT_STALE_SUBMIT_SECONDS": _env_int("CASHBACK_PAYOUT_STALE_SUBMIT_SECONDS", 120),
+        #: The janitor refreshes provider balances older than this (low-balance alerts).
+        "BALANCE_POLL_SECONDS": _env_int("CASHBACK_BALANCE_POLL_SECONDS", 600),
         #: Consecutive transport failures that open a provider's circuit breaker, and for how long.
         "BREAKER_THRESHOLD": _env_int("CASHBACK_BREAKER_THRESHOLD", 5),
         "BREAKER_COOLDOWN_SECONDS": _env_int("CASHBACK_BREAKER_COOLDOWN_SECONDS", 60),

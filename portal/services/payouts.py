@@ -168,6 +168,29 @@ def _breaker_after(session: Session, code: str, result: Result, config: Mapping,
             state.breaker, state.paused_until, state.pause_reason = "closed", None, None
 
 
+def low_balance(state: ProviderState, provider: PayoutProvider | None) -> bool:
+    """Below the provider's ``low_balance`` setting (its currency): Finance should top it up."""
+    threshold = provider.settings.get("low_balance") if provider is not None else None
+    return state.balance is not None and threshold is not None and state.balance < Decimal(str(threshold))
+
+
+def refresh_balance(session: Session, code: str, provider: PayoutProvider, *, actor: Actor,
+                    now: dt.datetime | None = None) -> Decimal:
+    """Ask the provider for our balance there and keep it (the call happens outside any lock).
+
+    :raises PayoutProviderError: the provider could not tell; nothing is written.
+    :raises NotImplementedError: the provider does not report a balance.
+    """
+    amount = provider.balance()
+    state = provider_state(session, code, lock=True)
+    was_low = low_balance(state, provider)
+    state.balance, state.balance_checked_at = amount, now or utcnow()
+    if low_balance(state, provider) and not was_low:
+        audit.record(session, actor, "provider.balance.low", "provider", code,
+                     after={"balance": amount, "threshold": provider.settings.get("low_balance")})
+    return amount
+
+
 def resume_provider(session: Session, code: str, *, actor: Actor, reason: str) -> ProviderState:
     """Close an open breaker by hand (after fixing credentials or topping up), audited."""
     state = provider_state(session, code, lock=True)

@@ -18,6 +18,7 @@ from portal.extensions import db
 from portal.models import Payout, PayoutAttempt
 from portal.models.types import utcnow
 from portal.services import payouts
+from portal.services.audit import Actor
 from portal.tasks import QUEUE_PAYOUTS, QUEUE_STATUS, enqueue_after_commit, job
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,27 @@ def check_attempt(attempt_id: int) -> str:
     return attempt.status
 
 
+def _poll_balances(session, config, now: dt.datetime) -> int:
+    """Refresh provider balances older than BALANCE_POLL_SECONDS (a failure is logged, not raised)."""
+    polled = 0
+    every = dt.timedelta(seconds=int(config["BALANCE_POLL_SECONDS"]))
+    for code, provider in providers.all_providers().items():
+        if not provider.supports_balance:
+            continue
+        state = payouts.provider_state(session, code)
+        if not state.enabled or (state.balance_checked_at and state.balance_checked_at > now - every):
+            continue
+        session.commit()  # no transaction open while the provider answers
+        try:
+            payouts.refresh_balance(session, code, provider, actor=Actor.system("janitor"), now=now)
+            session.commit()
+            polled += 1
+        except Exception as exc:  # noqa: BLE001 — a provider that cannot tell must not stop the janitor
+            session.rollback()
+            log.warning("balance of %s not read: %s", code, exc)
+    return polled
+
+
 @job
 def janitor() -> dict[str, int]:
     """Adopt what fell between the cracks: due status checks, stale submits, approved
@@ -132,6 +154,7 @@ def janitor() -> dict[str, int]:
             enqueue_submit(session, payout)
             sent += 1
     session.commit()
-    counts = {"checks": len(due), "submits": sent, "held": len(waiting) - sent}
+    polled = _poll_balances(session, config, now)
+    counts = {"checks": len(due), "submits": sent, "held": len(waiting) - sent, "balances": polled}
     log.info("janitor: %s", counts)
     return counts

@@ -349,6 +349,8 @@ class ProviderRow:
     state: object
     held: int
     in_flight: int
+    #: the last balance is below the provider's ``low_balance`` setting
+    low_balance: bool = False
 
 
 def provider_rows() -> list[ProviderRow]:
@@ -359,10 +361,13 @@ def provider_rows() -> list[ProviderRow]:
         sa.select(Payout.provider_code, sa.func.count()).where(Payout.state.in_(("submitting", "unknown")))
         .group_by(Payout.provider_code)).all())
     locale = str(get_locale() or current_app.config["BABEL_DEFAULT_LOCALE"])
-    return [ProviderRow(code, provider.display_name(locale), provider.currency, provider.supports_balance,
-                        provider.enabled, payouts.provider_state(db.session, code), counts.get(code, 0),
-                        flying.get(code, 0))
-            for code, provider in sorted(providers.all_providers().items())]
+    rows = []
+    for code, provider in sorted(providers.all_providers().items()):
+        state = payouts.provider_state(db.session, code)
+        rows.append(ProviderRow(code, provider.display_name(locale), provider.currency, provider.supports_balance,
+                                provider.enabled, state, counts.get(code, 0), flying.get(code, 0),
+                                payouts.low_balance(state, provider)))
+    return rows
 
 
 class PayoutProviderView(BaseView):
@@ -448,7 +453,7 @@ class PayoutProviderView(BaseView):
             return self._page(REFUSED)
         db.session.rollback()  # no transaction open while the provider is asked
         try:
-            amount = provider.balance()
+            amount = payouts.refresh_balance(db.session, code, provider, actor=actor())
         except NotImplementedError:
             flash(_("%(code)s does not report a balance.", code=code), "warning")
             return self._page(REFUSED)
@@ -461,8 +466,6 @@ class PayoutProviderView(BaseView):
             flash(_("The balance of %(code)s could not be read: %(error)s", code=code,
                     error=type(exc).__name__), "danger")
             return self._page(REFUSED)
-        state = payouts.provider_state(db.session, code, lock=True)
-        state.balance, state.balance_checked_at = amount, utcnow()
         db.session.commit()
         flash(_("Balance at %(code)s: %(amount)s %(currency)s.", code=code, amount=amount,
                 currency=provider.currency), "success")

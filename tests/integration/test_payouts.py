@@ -355,3 +355,23 @@ def test_a_provider_can_start_switched_off_with_its_reason(app, session, world, 
     assert (state.enabled, state.disabled_reason) == (False, "Лицензия отозвана")
     with pytest.raises(payouts.ProviderDisabled):
         withdraw(session, app, key="off")
+
+
+def test_janitor_polls_balances_and_flags_a_low_one(app, session, world, testbank, monkeypatch, client, make_user):
+    """The janitor keeps provider balances fresh; under the provider's low_balance it alerts Finance."""
+    from tests.conftest import login
+
+    from types import MappingProxyType
+
+    provider = providers.provider("test")
+    monkeypatch.setattr(provider, "settings", MappingProxyType({**provider.settings, "low_balance": "1000000"}))
+    counts = jobs.janitor()
+    assert counts["balances"] >= 1
+    session.expire_all()
+    state = payouts.provider_state(session, "test")
+    assert state.balance == testbank.ledger.balance and state.balance_checked_at is not None
+    assert session.execute(sa.select(AuditRecord).where(AuditRecord.action == "provider.balance.low")).scalar_one()
+    make_user("fin_bal", "Finance")
+    login(client, "fin_bal")
+    assert b"low-balance" in client.get("/payouts/providers/").data
+    assert jobs.janitor()["balances"] == 0  # fresh enough: not asked again
