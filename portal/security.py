@@ -82,6 +82,7 @@ PERMISSION_SETS: dict[str, list[Perm]] = {
     "providers.read": _view("PayoutProviders", "can_read") + _menu("Payouts", "Payout providers"),
     # the kill switch, resuming a paused provider, refreshing its balance
     "providers.manage": [("can_write", "PayoutProviders")],
+    "payouts.report": _view("PayoutReport", "can_read") + _menu("Payouts", "Payouts by day"),
 }
 
 ADMIN = "Admin"
@@ -91,7 +92,7 @@ ROLE_DEFINITIONS: dict[str, list[str]] = {
     "Support": ["self.profile", "customers.read", "orders.read", "orphans.attach", "payouts.read"],
     "Finance": ["self.profile", "customers.read", "ledger.read", "orders.read", "fx.manage", "recon.manage",
                 "promos.manage", "payouts.read", "payouts.pii", "payouts.review", "payouts.fix",
-                "providers.read", "providers.manage"],
+                "providers.read", "providers.manage", "payouts.report"],
     "Developer": ["self.profile", "postbacks.read", "payouts.read_no_pii", "providers.read"],
     "Customer": ["self.profile", "customer.self", "customer.cabinet", "customer.payouts"],
 }

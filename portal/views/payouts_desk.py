@@ -22,12 +22,13 @@ what happened and redirects; a refused action answers 422 with the page and the 
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 import sqlalchemy as sa
-from flask import abort, current_app, flash, redirect, request, url_for
+from flask import Response, abort, current_app, flash, redirect, request, url_for
 from flask_appbuilder import AppBuilder, BaseView, ModelView, expose, has_access
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
@@ -47,7 +48,7 @@ from portal.i18n import _, _l
 from portal.models import Customer, Payout
 from portal.models.payouts import mask
 from portal.models.types import utcnow
-from portal.services import customer_views as cv, payouts
+from portal.services import customer_views as cv, payout_report, payouts
 from portal.services.audit import Actor
 
 log = logging.getLogger(__name__)
@@ -549,12 +550,52 @@ class PayoutTechView(ModelView):
     label_columns = PAYOUT_LABELS
 
 
+class PayoutReportView(BaseView):
+    """Per provider and day: succeeded payouts, amounts and our fees; CSV export."""
+
+    route_base = "/payouts/report"
+    default_view = "report"
+    class_permission_name = "PayoutReport"
+    base_permissions = ["can_read"]
+    method_permission_name = {"report": "read", "export": "read"}
+
+    def _period(self) -> tuple[dt.date, dt.date]:
+        today = dt.datetime.now(dt.timezone.utc).date()
+        try:
+            since = dt.date.fromisoformat(request.args.get("since", ""))
+        except ValueError:
+            since = today - dt.timedelta(days=30)
+        try:
+            until = dt.date.fromisoformat(request.args.get("until", ""))
+        except ValueError:
+            until = today
+        return since, until
+
+    @expose("/")
+    @has_access
+    def report(self):
+        since, until = self._period()
+        rows = payout_report.by_day(db.session, since, until)
+        return self.render_template("payouts/report.html", rows=rows, since=since, until=until,
+                                    fixed=cv.fixed, title=_("Payouts by provider and day"))
+
+    @expose("/export.csv")
+    @has_access
+    def export(self):
+        since, until = self._period()
+        body = payout_report.to_csv(payout_report.by_day(db.session, since, until))
+        return Response(body, mimetype="text/csv",
+                        headers={"Content-Disposition": f"attachment; filename=payouts-{since}-{until}.csv"})
+
+
 def register(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(PayoutReviewView, "Review queue", label=_l("Review queue"), icon="fa-gavel",
                         category="Payouts", category_label=_l("Payouts"), category_icon="fa-money")
     appbuilder.add_view(PayoutAttentionView, "Needs attention", label=_l("Needs attention"),
                         icon="fa-exclamation-triangle", category="Payouts")
     appbuilder.add_view(PayoutProviderView, "Payout providers", label=_l("Payout providers"), icon="fa-plug",
+                        category="Payouts")
+    appbuilder.add_view(PayoutReportView, "Payouts by day", label=_l("Payouts by day"), icon="fa-table",
                         category="Payouts")
     appbuilder.add_view(PayoutView, "All payouts", label=_l("All payouts"), icon="fa-list", category="Payouts")
     appbuilder.add_view(PayoutTechView, "Payouts (no PII)", label=_l("Payouts (technical)"), icon="fa-cogs",

@@ -375,3 +375,23 @@ def test_janitor_polls_balances_and_flags_a_low_one(app, session, world, testban
     login(client, "fin_bal")
     assert b"low-balance" in client.get("/payouts/providers/").data
     assert jobs.janitor()["balances"] == 0  # fresh enough: not asked again
+
+
+def test_report_by_provider_and_day_with_csv(app, session, world, client, make_user):
+    """Finance sees succeeded payouts per provider and day with our fees, and exports them; Support cannot."""
+    from tests.conftest import login
+
+    for key in ("r1", "r2"):
+        settle(session, withdraw(session, app, key=key).payout.id)
+    make_user("fin_rep", "Finance")
+    login(client, "fin_rep")
+    page = client.get("/payouts/report/")
+    assert page.status_code == 200 and b"payout-report" in page.data
+    csv_text = client.get("/payouts/report/export.csv").data.decode()
+    header, row = csv_text.strip().splitlines()
+    assert header.startswith("day,provider,payouts")
+    assert row.split(",")[1:] == ["test", "2", "2.00", "RUB", "160.00", "1.60"]
+    client.get("/logout/")
+    make_user("sup_rep", "Support")
+    login(client, "sup_rep")
+    assert client.get("/payouts/report/").status_code == 403
