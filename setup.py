@@ -55,6 +55,8 @@ setup(
             "test = payment_providers.testbank.provider",
             "phones = payment_providers.phones.provider",
             "yoomoney = payment_providers.yoomoney.provider",
+            "webmoney = payment_providers.webmoney.provider",
+            "qiwi = payment_providers.qiwi.provider",
         ],
     },
 )
