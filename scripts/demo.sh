@@ -18,12 +18,16 @@ log "seeding demo data"
 .venv/bin/cashback verify-ledger
 mkdir -p instance
 # Every provider's default settings point at its local sandbox on these ports.
-log "starting the payout sandboxes: Test Bank :8765, YooMoney :8766, phones (MTS/MegaFon/Beeline) :9094"
+log "starting the payout sandboxes: Test Bank :8765, YooMoney :8766, QIWI :8767, WebMoney :8768, phones :9094"
 .venv/bin/python -m payment_providers.testbank.sandbox --port 8765 --settle-after 3 > instance/sandbox-test.log 2>&1 &
 PIDS=$!
 .venv/bin/python -m payment_providers.yoomoney.sandbox --port 8766 --settle-after 3 > instance/sandbox-yoomoney.log 2>&1 &
 PIDS="$PIDS $!"
 .venv/bin/python -m payment_providers.phones.sandbox --port 9094 --settle-after 3 > instance/sandbox-phones.log 2>&1 &
+PIDS="$PIDS $!"
+.venv/bin/python -m payment_providers.qiwi.sandbox --port 8767 --settle-after 3 > instance/sandbox-qiwi.log 2>&1 &
+PIDS="$PIDS $!"
+.venv/bin/python -m payment_providers.webmoney.sandbox --port 8768 > instance/sandbox-webmoney.log 2>&1 &
 PIDS="$PIDS $!"
 trap 'kill $PIDS 2>/dev/null || true' EXIT INT TERM
 # Jobs run on a thread of the web process (no Redis); check pending payouts every few seconds.
