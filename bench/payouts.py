@@ -38,14 +38,49 @@ from bench import ledger as ledger_bench  # noqa: E402  (create/drop the throw-a
 from config import normalize_database_url  # noqa: E402
 
 
-def wallet(n: int) -> str:
+def wallet(n: int, code: str = "test") -> str:
+    """A valid, distinct account of provider ``code`` for customer ``n`` (shared ones go to review)."""
+    if code == "yoomoney":
+        from payment_providers.yoomoney.client import make_wallet
+
+        return make_wallet("1001", f"{n:07d}")
+    if code in ("mts", "megafon", "beeline", "qiwi"):
+        return f"+7915{n:07d}"
+    if code == "webmoney":
+        return f"P{100000000000 + n}"
     from payment_providers.testbank.provider import luhn_check_digit
 
     body = f"{2000000 + n:07d}"
     return f"TEST-{body}{luhn_check_digit(body)}"
 
 
-def _setup(url: str, settings: dict, count: int, prefix: str, redis_url: str) -> list[int]:
+def sandbox_for(code: str):
+    """The provider's sandbox, answering at once where its protocol allows, with a deep float."""
+    balance = Decimal("100000000.00")
+    if code == "test":
+        from payment_providers.testbank.sandbox import TestBankSandbox
+
+        return TestBankSandbox(settle_at_once=True, balance=balance), ""
+    if code == "yoomoney":
+        from payment_providers.yoomoney.sandbox import YooMoneySandbox
+
+        return YooMoneySandbox(settle_after=0.0, balance=balance), "/v3"
+    if code in ("mts", "megafon", "beeline"):
+        from payment_providers.phones.sandbox import PhoneSandbox
+
+        return PhoneSandbox(settle_after=0.0, balance=balance), ""
+    if code == "qiwi":
+        from payment_providers.qiwi.sandbox import QiwiSandbox
+
+        return QiwiSandbox(settle_after=0.0, balance=balance), ""
+    if code == "webmoney":
+        from payment_providers.webmoney.sandbox import WebMoneySandbox
+
+        return WebMoneySandbox(balance=balance), ""
+    raise SystemExit(f"no sandbox for {code!r}")
+
+
+def _setup(url: str, settings: dict, count: int, prefix: str, redis_url: str, code: str = "test") -> list[int]:
     from flask_migrate import upgrade
 
     from portal import providers
@@ -67,19 +102,20 @@ def _setup(url: str, settings: dict, count: int, prefix: str, redis_url: str) ->
         sync_roles(app.appbuilder)
         session = db.session
         fx.correct_rate(session, dt.date.today(), Decimal("80"), actor, "bench rate")
+        payouts.set_provider_enabled(session, code, True, actor=actor, reason="bench")  # QIWI starts off
         customers = max(1, count // 2)
         old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
         for i in range(1, customers + 1):
             session.add(Customer(id=i, email=f"p{i}@bench.local", name=f"Bench {i}"))
         session.flush()
         for i in range(1, customers + 1):
-            session.add(PayoutDetails(customer_id=i, provider_code="test", account=wallet(i), created_at=old))
+            session.add(PayoutDetails(customer_id=i, provider_code=code, account=wallet(i, code), created_at=old))
             ledger.post(session, kind="bench.fund", reference=f"fund-{i}", actor=actor,
                         legs=transfer(system_account("network_receivable"), customer_account(i, "available"),
                                       Decimal("10.00")))
         session.commit()
         details = dict(session.execute(sa.select(PayoutDetails.customer_id, PayoutDetails.id)).all())
-        provider = providers.provider("test", app)
+        provider = providers.provider(code, app)
         for n in range(count):
             cid = n % customers + 1
             result = payouts.request_withdrawal(session, session.get(Customer, cid), details_id=details[cid],
@@ -93,24 +129,24 @@ def _setup(url: str, settings: dict, count: int, prefix: str, redis_url: str) ->
     return ids
 
 
-def _direct(base_url: str, worker: int, count: int, start, done) -> None:
-    from payment_providers.testbank.provider import TestBankProvider
+def _direct(settings: dict, code: str, worker: int, count: int, start, done) -> None:
     from plugins import PayoutRequest
+    from plugins.manager import collect_providers, get_plugin_manager
 
-    provider = TestBankProvider({"base_url": base_url})
+    provider = collect_providers(get_plugin_manager(), settings)[code]
     start.wait()
     for n in range(count):
         key = f"direct-{worker}-{n}"
         provider.submit(PayoutRequest(idempotency_key=key, amount=Decimal("80.00"), currency="RUB",
-                                      account=wallet(10_000 + worker)), key)
+                                      account=wallet(500_000 + worker * 10_000 + n, code)), key)
     done.put(worker)
 
 
-def _baseline(base_url: str, workers: int, count: int) -> float:
+def _baseline(settings: dict, code: str, workers: int, count: int) -> float:
     ctx = mp.get_context("spawn")
     start, done = ctx.Barrier(workers + 1, timeout=120), ctx.Queue()
     share = count // workers
-    procs = [ctx.Process(target=_direct, args=(base_url, w, share, start, done)) for w in range(workers)]
+    procs = [ctx.Process(target=_direct, args=(settings, code, w, share, start, done)) for w in range(workers)]
     for p in procs:
         p.start()
     start.wait()
@@ -128,41 +164,53 @@ def main() -> int:
     parser.add_argument("--payouts", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--provider", default="test", help="test, yoomoney, mts, megafon, beeline, qiwi, webmoney")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL")
                         or "postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
     args = parser.parse_args()
 
-    from payment_providers.testbank.sandbox import TestBankSandbox
-
     base = normalize_database_url(args.database_url)
     prefix = f"bench-{uuid.uuid4().hex[:8]}-"
     url = ledger_bench.create_database(base)
-    sandbox = TestBankSandbox(settle_at_once=True, balance=Decimal("100000000.00")).start()
+    sandbox, suffix = sandbox_for(args.provider)
+    sandbox.start()
     conn = redis.Redis.from_url(args.redis_url)
     procs: list[subprocess.Popen] = []
     try:
-        settings = {"test": {"base_url": sandbox.url, "read_timeout": 10}}
+        settings = {args.provider: {"base_url": sandbox.url + suffix, "read_timeout": 10}}
         t_setup = time.perf_counter()
-        ids = _setup(url, settings, args.payouts, prefix, args.redis_url)
+        ids = _setup(url, settings, args.payouts, prefix, args.redis_url, args.provider)
         setup_s = time.perf_counter() - t_setup
         sandbox.inject(latency=args.latency)
-        baseline = _baseline(sandbox.url, args.workers, args.payouts)
+        baseline = _baseline(settings, args.provider, args.workers, args.payouts)
         sandbox.ledger.reset(Decimal("100000000.00"))
 
         env = {**os.environ, "DATABASE_URL": url, "REDIS_URL": args.redis_url, "CASHBACK_ENV": "testing",
                "SECRET_KEY": "bench", "CASHBACK_QUEUE_PREFIX": prefix,
                "CASHBACK_PROVIDER_SETTINGS": json.dumps(settings)}
+        # protocols that answer "pending" first need a status check: check after 1 s
+        env["CASHBACK_PAYOUT_CHECK_SECONDS"] = "1"
+        engine = sa.create_engine(url)
         t0 = time.perf_counter()
         for w in range(args.workers):
             procs.append(subprocess.Popen(
-                [sys.executable, "-c", "from portal.cli import main; main()", "worker", "--burst",
-                 "--name", f"{prefix}{w}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for p in procs:
-            p.wait(timeout=1800)
+                [sys.executable, "-c", "from portal.cli import main; main()", "worker", "--name", f"{prefix}{w}"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        final = "('succeeded', 'failed', 'rejected', 'cancelled', 'reversed')"
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:  # until every payout reached a final state
+            with engine.connect() as c:
+                open_ = c.execute(sa.text(f"SELECT count(*) FROM payout WHERE state NOT IN {final}")).scalar_one()
+            if open_ == 0:
+                break
+            time.sleep(0.2)
         elapsed = time.perf_counter() - t0
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
 
-        engine = sa.create_engine(url)
         with engine.connect() as c:
             states = dict(c.execute(sa.text("SELECT state, count(*) FROM payout GROUP BY state")).all())
         from sqlalchemy.orm import Session
@@ -187,7 +235,7 @@ def main() -> int:
     paid_accounts = len(transfers)
     rate = len(ids) / elapsed
     ideal = args.workers / args.latency
-    print(f"payout bench: {len(ids)} approved payouts, {args.workers} worker processes, "
+    print(f"payout bench [{args.provider}]: {len(ids)} approved payouts, {args.workers} worker processes, "
           f"sandbox latency {args.latency * 1000:.0f} ms (setup {setup_s:.0f} s)")
     print(f"through the workers           : {rate:8.1f} payouts/s ({elapsed:.1f} s)")
     print(f"baseline: direct client calls : {baseline:8.1f} payouts/s")
