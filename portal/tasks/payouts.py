@@ -76,13 +76,15 @@ def submit_payout(payout_id: int) -> str:
 
 
 @job
-def check_attempt(attempt_id: int) -> str:
+def check_attempt(attempt_id: int, after_callback: bool = False) -> str:
     """Ask the provider about an attempt's key; resend the same request under the same key
-    only when the provider has no record of it."""
+    only when the provider has no record of it.  After a provider's callback a succeeded
+    attempt is asked about too (a top-up can come back)."""
     session = db.session
     config = current_app.config
     attempt = session.get(PayoutAttempt, attempt_id)
-    if attempt is None or attempt.status not in IN_FLIGHT:
+    wanted = IN_FLIGHT + ("succeeded",) if after_callback else IN_FLIGHT
+    if attempt is None or attempt.status not in wanted:
         return "nothing to do"
     payout = attempt.payout
     provider = providers.provider(payout.provider_code)
@@ -92,7 +94,7 @@ def check_attempt(attempt_id: int) -> str:
     session.commit()
     request = payouts.payout_request(payout, attempt)
     result = _call(provider.status, attempt.idempotency_key, request)
-    if result.status is PayoutStatus.UNKNOWN and result.error is ErrorCode.NOT_FOUND:
+    if result.status is PayoutStatus.UNKNOWN and result.error is ErrorCode.NOT_FOUND and attempt.status != "succeeded":
         log.info("Payout %s: provider has no record of %s: sending it under the same key",
                  payout.id, attempt.idempotency_key)
         result = _call(provider.submit, request, attempt.idempotency_key)

@@ -395,3 +395,25 @@ def test_report_by_provider_and_day_with_csv(app, session, world, client, make_u
     make_user("sup_rep", "Support")
     login(client, "sup_rep")
     assert client.get("/payouts/report/").status_code == 403
+
+
+def test_provider_callback_is_a_hint_that_triggers_a_status_check(app, session, world, testbank, client):
+    """A verified callback queues a status check of that key; a forged one changes nothing."""
+    payout = settle(session, withdraw(session, app).payout.id)
+    attempt = payout.attempts[-1]
+    testbank.ledger.reverse(attempt.idempotency_key)
+    headers, body = testbank.build_callback(testbank.ledger.get(attempt.idempotency_key))
+    app.extensions.pop("cashback_collected_jobs", None)
+    forged = client.post("/api/v1/providers/test/callback", data=body + b" ", headers=dict(headers))
+    assert forged.status_code == 400 and forged.get_json()["error"]["code"] == "unverified"
+    assert not app.extensions.get("cashback_collected_jobs")
+    answer = client.post("/api/v1/providers/test/callback", data=body, headers=dict(headers))
+    assert answer.status_code == 200
+    queued = app.extensions["cashback_collected_jobs"]
+    assert [(j.func, j.args) for j in queued] == [(jobs.CHECK, (attempt.id, True))]
+    session.expire_all()
+    assert session.get(Payout, payout.id).state == "succeeded"  # the callback alone settles nothing
+    jobs.check_attempt(*queued[0].args)  # what the worker does with it
+    session.expire_all()
+    assert session.get(Payout, payout.id).state == "reversed" and balances(session)["available"] == D("5.00")
+    assert client.post("/api/v1/providers/nope/callback", data=b"{}").status_code == 404
