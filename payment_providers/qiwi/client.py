@@ -20,6 +20,8 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+
+from plugins.wire import dumps_exact
 from requests.adapters import HTTPAdapter
 
 from payment_providers.yoomoney.client import transport_failure
@@ -241,7 +243,7 @@ class QiwiClient:
         """``POST /sinap/api/v2/terms/{provider_id}/payments`` with our ``id``."""
         body: dict[str, Any] = {
             "id": str(txn_id),
-            "sum": {"amount": float(amount), "currency": "643"},
+            "sum": {"amount": amount, "currency": "643"},  # a JSON number, written exactly
             "paymentMethod": {"type": "Account", "accountId": "643"},
             "fields": {"account": account},
         }
@@ -250,7 +252,7 @@ class QiwiClient:
         try:
             response = self._session().post(
                 f"{self.base_url}/sinap/api/v2/terms/{provider_id}/payments",
-                data=json.dumps(body).encode(), timeout=self._timeout,
+                data=dumps_exact(body), timeout=self._timeout,
                 headers={"Content-Type": "application/json"})
         except requests.RequestException as exc:
             return transport_failure(exc, submitting=True)

@@ -45,6 +45,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from plugins.wire import dumps_exact
 from plugins.sandbox import (
     FAILED,
     INSUFFICIENT_FUNDS,
@@ -208,7 +209,7 @@ class QiwiSandbox(Sandbox):
             return payment_error(408)
         if transfer.status == FAILED and transfer.error == INSUFFICIENT_FUNDS:
             return payment_error(220)
-        return SandboxResponse.json(200, self.payment_info(transfer))
+        return SandboxResponse(200, dumps_exact(self.payment_info(transfer)))
 
     @staticmethod
     def _refusal(account: str, amount: Decimal) -> SandboxResponse | None:
@@ -238,7 +239,7 @@ class QiwiSandbox(Sandbox):
             "id": transfer.handle,
             "terms": str(transfer.extra["provider"]),
             "fields": {"account": transfer.account},
-            "sum": {"amount": float(transfer.amount), "currency": "643"},
+            "sum": {"amount": transfer.amount, "currency": "643"},
             "source": "account_643",
             "transaction": {"id": str(transfer.extra["txnId"]), "state": {"code": "Accepted"}},
         }
@@ -268,7 +269,7 @@ class QiwiSandbox(Sandbox):
         code = 0
         if state == "ERROR":
             code = 220 if transfer.error == INSUFFICIENT_FUNDS else int(transfer.error or 3)
-        amount, fee = float(transfer.amount), float(transfer.fee)
+        amount, fee = transfer.amount, transfer.fee
         provider = int(transfer.extra["provider"])
         return {
             "txnId": transfer.extra["txnId"], "personId": int(self.wallet.lstrip("+")),
@@ -326,13 +327,13 @@ class QiwiSandbox(Sandbox):
         if rest:
             body["nextTxnId"] = rest[0].extra["txnId"]
             body["nextTxnDate"] = _iso(rest[0].created_at)
-        return SandboxResponse.json(200, body)
+        return SandboxResponse(200, dumps_exact(body))
 
     def _transaction(self, txn_id: int) -> SandboxResponse:
         for transfer in self.transfers():
             if transfer.extra["txnId"] == txn_id:
                 current = self.ledger.get(transfer.handle, read=True) or transfer
-                return SandboxResponse.json(200, self.history_item(current))
+                return SandboxResponse(200, dumps_exact(self.history_item(current)))
         return general_error(404, "payment.not.found", "Transaction not found")
 
     # -- protocol-shaped faults --
