@@ -17,7 +17,7 @@ import threading
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +25,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from plugins import ErrorCode, PayoutProviderError, PayoutStatus, Result
-from payment_providers.testbank.client import transport_failure
+from plugins.wire import retry_after as _retry_after, transport_failure
 
 __all__ = [
     "CONTENT_TYPE",
@@ -87,9 +87,6 @@ _UNLISTED = (ErrorCode.DECLINED, PayoutStatus.FAILED_FINAL)
 _UNREADABLE = frozenset({"10", "50", "51", "53", "55"})
 
 
-def _retry_after(response: requests.Response) -> timedelta | None:
-    value = response.headers.get("Retry-After", "").strip()
-    return timedelta(seconds=int(value)) if value.isdigit() else None
 
 
 class ProtocolError(ValueError):

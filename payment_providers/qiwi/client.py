@@ -21,10 +21,9 @@ from urllib.parse import quote
 
 import requests
 
-from plugins.wire import dumps_exact
+from plugins.wire import dumps_exact, json_decimal as _json, retry_after as _retry_after, transport_failure
 from requests.adapters import HTTPAdapter
 
-from payment_providers.yoomoney.client import transport_failure
 from plugins import ErrorCode, PayoutStatus, Result
 
 __all__ = [
@@ -200,13 +199,8 @@ def history_result(item: Mapping[str, Any], raw: str) -> Result:
     raise ValueError(f"unknown history status {state!r}")
 
 
-def _json(response: requests.Response) -> Any:
-    return json.loads(response.content.decode("utf-8"), parse_float=Decimal)
 
 
-def _retry_after(response: requests.Response) -> timedelta | None:
-    value = response.headers.get("Retry-After", "").strip()
-    return timedelta(seconds=int(value)) if value.isdigit() else None
 
 
 # --------------------------------------------------------------------------- the client

@@ -18,10 +18,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol, runtime_checkable
 
 import requests
-import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from plugins import ErrorCode, PayoutStatus, Result
+from plugins.wire import transport_failure, retry_after as _retry_after
 
 __all__ = [
     "ENCODING",
@@ -316,31 +316,10 @@ def parse_response(body: bytes) -> X2Answer:
 
 # --------------------------------------------------------------------------- transport
 
-def _nothing_sent(exc: requests.RequestException) -> bool:
-    """True when the connection was never established, so the request cannot have arrived."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    reason: object = exc.args[0] if exc.args else None
-    if isinstance(reason, urllib3.exceptions.MaxRetryError):
-        reason = reason.reason
-    return isinstance(reason, urllib3.exceptions.ConnectTimeoutError)  # incl. NewConnectionError
 
 
-def transport_failure(exc: requests.RequestException, *, submitting: bool) -> Result:
-    """No usable answer: only a submit that provably never left is ``failed_retryable``."""
-    if _nothing_sent(exc):
-        text = f"connection failed before sending: {exc}"
-        if submitting:
-            return Result.failed(ErrorCode.PROVIDER_UNAVAILABLE, text)
-        return Result.unknown(ErrorCode.PROVIDER_UNAVAILABLE, text)
-    if isinstance(exc, (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError)):
-        return Result.unknown(ErrorCode.TIMEOUT, f"no answer: {exc}")
-    return Result.unknown(ErrorCode.PROVIDER_UNAVAILABLE, f"request failed: {exc!r}")
 
 
-def _retry_after(response: requests.Response) -> timedelta | None:
-    value = response.headers.get("Retry-After", "").strip()
-    return timedelta(seconds=int(value)) if value.isdigit() else None
 
 
 def operation_result(operation: Operation, raw: str) -> Result:

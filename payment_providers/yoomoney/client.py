@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
-import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from plugins import ErrorCode, PayoutStatus, Result
+from plugins.wire import transport_failure, retry_after as _retry_after, json_decimal as _json
 
 __all__ = [
     "CANCELLATION_REASONS",
@@ -106,47 +104,12 @@ _ACCOUNT_PARAMETERS = frozenset({"payout_destination_data.account_number",
 _AMOUNT_PARAMETERS = frozenset({"amount", "amount.value"})
 
 
-def _nothing_sent(exc: requests.RequestException) -> bool:
-    """True when the connection was never established, so the request cannot have arrived."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return True
-    reason: object = exc.args[0] if exc.args else None
-    if isinstance(reason, urllib3.exceptions.MaxRetryError):
-        reason = reason.reason
-    return isinstance(reason, urllib3.exceptions.ConnectTimeoutError)  # incl. NewConnectionError
 
 
-def transport_failure(exc: requests.RequestException, *, submitting: bool) -> Result:
-    """The result of a request that got no usable HTTP answer.
-
-    Only a submit that provably never left gives ``failed_retryable``; everything else is
-    ``unknown``: a read timeout or a dropped connection may come after YooKassa committed.
-    """
-    if _nothing_sent(exc):
-        text = f"connection failed before sending: {exc}"
-        if submitting:
-            return Result.failed(ErrorCode.PROVIDER_UNAVAILABLE, text)
-        return Result.unknown(ErrorCode.PROVIDER_UNAVAILABLE, text)
-    if isinstance(exc, (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError)):
-        return Result.unknown(ErrorCode.TIMEOUT, f"no answer: {exc}")
-    return Result.unknown(ErrorCode.PROVIDER_UNAVAILABLE, f"request failed: {exc!r}")
 
 
-def _retry_after(response: requests.Response) -> timedelta | None:
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return timedelta(seconds=int(value))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(when - datetime.now(timezone.utc), timedelta(0))
 
 
-def _json(response: requests.Response) -> Any:
-    return json.loads(response.content.decode("utf-8"), parse_float=Decimal)
 
 
 def _money(value: object) -> Decimal:
