@@ -9,7 +9,7 @@ from flask import Flask
 from flask_appbuilder import AppBuilder
 
 import config as config_module
-from portal import i18n, providers
+from portal import formatting, i18n, providers
 from portal.errors import set_error_handlers
 from portal.extensions import db, migrate
 from portal.models.types import render_item
@@ -47,6 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
         views.register(appbuilder)
         i18n.init_app(app)  # the locale of each request (API: Accept-Language)
+    formatting.init_app(app)  # money(), when(), date(), number(), percent() in templates
     set_error_handlers(app)
     providers.init_app(app)
 
