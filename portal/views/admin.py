@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask_appbuilder import AppBuilder, ModelView
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
+from portal.formatting import list_formatters
 from portal.i18n import _l
 from portal.models import AuditRecord
 
@@ -14,6 +15,7 @@ class AuditLogView(ModelView):
     list_columns = ["created_at", "actor", "action", "object_type", "object_id", "reason"]
     show_columns = ["created_at", "actor", "action", "object_type", "object_id", "reason", "before", "after"]
     search_columns = ["actor", "action", "object_type", "object_id"]
+    formatters_columns = list_formatters(time_columns=["created_at"])
     base_order = ("id", "desc")
     label_columns = {"created_at": _l("Time"), "actor": _l("Who"), "action": _l("Action"),
                      "object_type": _l("Object"), "object_id": _l("Object id"), "reason": _l("Reason"),

@@ -33,7 +33,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, SelectField, StringField, SubmitField
 
-from portal import providers
+from portal import formatting, providers
 from portal.api import payouts as payout_api
 from portal.errors import DomainError
 from portal.extensions import db
@@ -63,9 +63,8 @@ class CustomerPages:
             return None
 
     def _render(self, template: str, status: int = 200, **context):
-        """Render a cabinet template with the money helpers (``money``, ``fixed``, ``rate_text``)."""
-        return self.render_template(template, money=cv.money_text, fixed=cv.fixed, rate_text=cv.rate_text,
-                                    **context), status
+        """Render a cabinet template (figures with the ``portal.formatting`` globals)."""
+        return self.render_template(template, **context), status
 
     def _not_a_customer(self):
         return self._render("cabinet/not_customer.html", 403, message=str(cv.NotACustomer().message))
@@ -134,7 +133,7 @@ class CabinetView(CustomerPages, BaseView):
         config = current_app.config
         spam = cv.is_spam(click.repeat_count, config)
         return self._render(
-            "cabinet/ready.html", click=click, rate=cv.rate_text(click.rate), info=str(cv.CLICK_INFO),
+            "cabinet/ready.html", click=click, info=str(cv.CLICK_INFO),
             spam_warning=str(cv.spam_warning_text(click.repeat_count, config)) if spam else None,
             go_url=url_for("GoView.visit", sub_id=click.sub_id))
 
@@ -283,8 +282,9 @@ class WithdrawView(CustomerPages, BaseView):
             db.session.rollback()
             return self._page(customer, withdraw_form=form, error=str(err.message), status=422)
         payout = result.payout
-        flash(_("Withdrawal #%(id)s of $%(amount)s: %(state)s.", id=payout.id,
-                amount=cv.money_text(payout.amount_usd), state=payout_api.state_label(payout.state)), "success")
+        flash(_("Withdrawal #%(id)s of %(amount)s: %(state)s.", id=payout.id,
+                amount=formatting.money(payout.amount_usd, "USD"), state=payout_api.state_label(payout.state)),
+              "success")
         return redirect(url_for("WithdrawView.index"))
 
     @expose("/<int:payout_id>/cancel", methods=["POST"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask_appbuilder import AppBuilder, ModelView
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
+from portal.formatting import list_formatters
 from portal.i18n import _l
 from portal.models import PostbackRejection
 
@@ -18,6 +19,7 @@ class PostbackRejectionView(ModelView):
     list_columns = ["received_at", "network", "reason", "http_status", "message"]
     show_columns = ["id", "received_at", "network", "reason", "http_status", "message", "ip_hash", "body_excerpt"]
     search_columns = ["network", "reason", "http_status"]
+    formatters_columns = list_formatters(time_columns=["received_at"])
     base_order = ("id", "desc")
     label_columns = {"received_at": _l("Received"), "network": _l("Network"), "reason": _l("Reason"),
                      "http_status": _l("HTTP status"), "message": _l("Message"), "ip_hash": _l("IP hash"),

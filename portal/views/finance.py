@@ -22,6 +22,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from portal.errors import DomainError
 from portal.extensions import db
+from portal.formatting import date, list_formatters, number
 from portal.i18n import _, _l
 from portal.models import FxRate, Promo, ReconImport, ReconLine
 from portal.services import audit, fx, reconciliation
@@ -82,6 +83,7 @@ class FxRateView(ModelView):
     list_columns = ["day", "base", "quote", "rate", "source", "updated_at"]
     show_columns = list_columns
     search_columns = ["day", "base", "source"]
+    formatters_columns = list_formatters(date_columns=["day"], number_columns=["rate"], time_columns=["updated_at"])
     base_order = ("day", "desc")
     list_template = "finance/fx_rates.html"
     label_columns = {"day": _l("Day"), "base": _l("Currency"), "quote": _l("In"), "rate": _l("Rate"),
@@ -101,7 +103,7 @@ class FxRateView(ModelView):
             else:
                 db.session.commit()
                 flash(_("Rates of %(day)s: %(created)s added, %(updated)s updated, %(unchanged)s unchanged.",
-                        day=result.day.isoformat(), created=result.created, updated=result.updated,
+                        day=date(result.day), created=result.created, updated=result.updated,
                         unchanged=result.unchanged), "success")
                 return redirect(url_for(".list"))
         status = REFUSED if request.method == "POST" else 200
@@ -123,7 +125,7 @@ class FxRateView(ModelView):
             else:
                 db.session.commit()
                 flash(_("The %(base)s rate of %(day)s is now %(rate)s.", base=row.base,
-                        day=row.day.isoformat(), rate=row.rate), "success")
+                        day=date(row.day), rate=number(row.rate)), "success")
                 return redirect(url_for(".list"))
         status = REFUSED if request.method == "POST" else 200
         return self.render_template("finance/form_page.html", form=form, title=_("Correct a rate"),
@@ -304,6 +306,8 @@ class PromoView(ModelView):
     list_columns = PROMO_FIELDS
     show_columns = ["id", *PROMO_FIELDS, "created_at"]
     search_columns = ["name", "is_active"]
+    formatters_columns = list_formatters(money_columns=["cap_usd"], percent_columns=["rate"],
+                                         time_columns=["starts_at", "ends_at", "created_at"])
     base_order = ("id", "desc")
     label_columns = {"name": _l("Name"), "rate": _l("Rate, %"), "starts_at": _l("Starts (UTC)"),
                      "ends_at": _l("Ends (UTC)"), "first_order_only": _l("First order only"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask_appbuilder import AppBuilder, ModelView
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
+from portal.formatting import list_formatters
 from portal.i18n import _l
 from portal.models import Account, Entry, Posting
 
@@ -12,6 +13,7 @@ class EntryInline(ModelView):
     datamodel = SQLAInterface(Entry)
     base_permissions = ["can_list"]
     list_columns = ["account", "amount", "currency"]
+    formatters_columns = list_formatters(amount_columns=["amount"])  # the ledger's exact digits
 
 
 class PostingView(ModelView):
@@ -20,6 +22,7 @@ class PostingView(ModelView):
     list_columns = ["id", "created_at", "kind", "reference", "actor", "memo"]
     show_columns = ["id", "created_at", "kind", "reference", "actor", "memo"]
     search_columns = ["kind", "reference", "actor"]
+    formatters_columns = list_formatters(time_columns=["created_at"])
     base_order = ("id", "desc")
     related_views = [EntryInline]
     label_columns = {"created_at": _l("Time"), "kind": _l("Kind"), "reference": _l("Reference"),
@@ -31,6 +34,7 @@ class AccountView(ModelView):
     base_permissions = ["can_list", "can_show"]
     list_columns = ["id", "name", "kind", "currency", "shards", "created_at"]
     search_columns = ["name", "kind", "currency"]
+    formatters_columns = list_formatters(time_columns=["created_at"])
     base_order = ("id", "asc")
     related_views = [EntryInline]
     label_columns = {"name": _l("Account"), "kind": _l("Kind"), "currency": _l("Currency"),

@@ -41,14 +41,14 @@ from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired
 
 from plugins import PayoutProviderError
-from portal import providers
+from portal import formatting, providers
 from portal.errors import DomainError
 from portal.extensions import db
 from portal.i18n import _, _l
 from portal.models import Customer, Payout
 from portal.models.payouts import mask
 from portal.models.types import utcnow
-from portal.services import customer_views as cv, payout_report, payouts
+from portal.services import payout_report, payouts
 from portal.services.audit import Actor
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,7 @@ class PayoutReviewView(BaseView):
             "payouts/review.html", rows=rows, filters=filters, query=filters.args(), users=users,
             providers=sorted(providers.all_providers()), reasons=REASON_LABELS, reason_label=reason_label,
             account_text=account_text, form=form or DecideForm(formdata=None), bulk_form=BulkApproveForm(formdata=None),
-            me=current_user.id, fixed=cv.fixed, title=_("Payouts in review")), status
+            me=current_user.id, title=_("Payouts in review")), status
 
     @expose("/")
     @has_access
@@ -284,7 +284,7 @@ class PayoutAttentionView(BaseView):
         return self.render_template(
             "payouts/attention.html", rows=attention_list(), account_text=account_text,
             fixable=lambda p: p.state in ("unknown", "submitting"), form=FixForm(formdata=None),
-            failed_form=form, failed_for=form_for, fixed=cv.fixed, ack_form=ReasonForm(formdata=None),
+            failed_form=form, failed_for=form_for, ack_form=ReasonForm(formdata=None),
             title=_("Payouts needing attention")), status
 
     @expose("/")
@@ -384,7 +384,7 @@ class PayoutProviderView(BaseView):
     def _page(self, status: int = 200):
         return self.render_template(
             "payouts/providers.html", rows=provider_rows(), form=ReasonForm(formdata=None),
-            csrf_form=CsrfForm(formdata=None), fixed=cv.fixed,
+            csrf_form=CsrfForm(formdata=None),
             can_write=current_app.appbuilder.sm.has_access("can_write", "PayoutProviders"),
             title=_("Payout providers")), status
 
@@ -468,8 +468,8 @@ class PayoutProviderView(BaseView):
                     error=type(exc).__name__), "danger")
             return self._page(REFUSED)
         db.session.commit()
-        flash(_("Balance at %(code)s: %(amount)s %(currency)s.", code=code, amount=amount,
-                currency=provider.currency), "success")
+        flash(_("Balance at %(code)s: %(amount)s.", code=code,
+                amount=formatting.money(amount, provider.currency, exact=True)), "success")
         return redirect(url_for(".list"))
 
 
@@ -509,9 +509,11 @@ PAYOUT_LABELS = {
     "failure_message": _l("Provider's message"), "next_attempt_at": _l("Next attempt"),
     "needs_attention": _l("Needs attention"), "updated_at": _l("Updated"), "finished_at": _l("Finished"),
 }
-#: Amounts in lists and pages: whole cents (the column keeps six places).
-AMOUNT_FORMATTERS = {name: (lambda value: "" if value is None else cv.fixed(value, 2))
-                     for name in ("amount_usd", "payout_amount", "fee")}
+#: Figures in lists and pages, in the reader's locale: USD exact (payouts are whole cents), the
+#: payout amount and our fee beside the payout currency column.
+AMOUNT_FORMATTERS = formatting.list_formatters(
+    money_columns=["amount_usd"], amount_columns=["payout_amount", "fee"], number_columns=["fx_rate"],
+    time_columns=["created_at", "updated_at", "finished_at", "next_attempt_at"])
 TECH_COLUMNS = ["id", "created_at", "provider_code", "state", "amount_usd", "payout_amount", "payout_currency",
                 "failure_code", "needs_attention", "updated_at"]
 
@@ -577,7 +579,7 @@ class PayoutReportView(BaseView):
         since, until = self._period()
         rows = payout_report.by_day(db.session, since, until)
         return self.render_template("payouts/report.html", rows=rows, since=since, until=until,
-                                    fixed=cv.fixed, title=_("Payouts by provider and day"))
+                                    title=_("Payouts by provider and day"))
 
     @expose("/export.csv")
     @has_access

@@ -19,6 +19,7 @@ from wtforms.validators import DataRequired, Length
 
 from portal.errors import DomainError
 from portal.extensions import db
+from portal.formatting import list_formatters
 from portal.i18n import _, _l
 from portal.models import Customer, NetworkEvent, Order
 from portal.services import orders
@@ -87,6 +88,8 @@ class NetworkEventView(ModelView):
                     "amount", "currency", "commission", "refunded_amount", "event_time", "channel",
                     "coupon_used", "items_in_cart_before_click", "outcome", "order"]
     search_columns = ["network_order_id", "event_id", "source", "status", "outcome"]
+    formatters_columns = list_formatters(amount_columns=["amount", "commission", "refunded_amount"],
+                                         time_columns=["received_at", "event_time"])
     base_order = ("id", "desc")
     label_columns = {"received_at": _l("Received"), "source": _l("Source"), "network": _l("Network"),
                      "event_id": _l("Event id"), "network_order_id": _l("Network order"), "sub_id": _l("Sub-id"),
@@ -101,6 +104,11 @@ ORDER_SHOW = ["id", "network", "network_order_id", "sub_id", "customer", "status
               "commission_usd", "refunded_usd", "reported_amount", "reported_currency", "rate", "promo",
               "channel", "booked_in", "booked_cashback", "paid_at", "confirmed_at", "cancelled_at",
               "last_event_at", "created_at"]
+#: Figures of orders in lists and pages: USD exact, the reported amount beside its currency.
+ORDER_FORMATTERS = list_formatters(
+    money_columns=["amount_usd", "commission_usd", "refunded_usd", "booked_cashback"],
+    amount_columns=["reported_amount"], percent_columns=["rate"],
+    time_columns=["paid_at", "confirmed_at", "cancelled_at", "last_event_at", "created_at"])
 
 
 class OrderView(ModelView):
@@ -114,6 +122,7 @@ class OrderView(ModelView):
     search_form_extra_fields = {"customer": StringField(_l("Customer e-mail"))}
     base_order = ("id", "desc")
     related_views = [NetworkEventView]
+    formatters_columns = ORDER_FORMATTERS
     list_title = _l("All orders")
     label_columns = ORDER_LABELS
 
@@ -152,7 +161,7 @@ class OrphanOrderView(ModelView):
     base_order = ("id", "desc")
     list_title = _l("Orphan orders")
     label_columns = ORDER_LABELS
-    formatters_columns = {"id": _attach_link}
+    formatters_columns = {**ORDER_FORMATTERS, "id": _attach_link}
 
     @staticmethod
     def can_attach() -> bool:

@@ -360,8 +360,8 @@ def text(response) -> str:
 
 def test_withdraw_page_shows_balance_minimum_details_and_forms(client, anna_page):
     html = text(client.get("/cabinet/withdraw/"))
-    assert "Available for withdrawal:" in html and "$&nbsp;5.00" in html
-    assert "Minimum withdrawal: 16.00 ₽ ($0.20)." in html
+    assert "Available for withdrawal:" in html and "$5.00</strong>" in html
+    assert "Minimum withdrawal: RUB\xa016.00 ($0.20)." in html
     assert "TEST••••5674" in html and WALLET not in html
     assert 'action="/cabinet/withdraw/details"' in html and 'action="/cabinet/withdraw/request"' in html
     assert request_key(html) and "No withdrawals yet." in html
