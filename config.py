@@ -22,6 +22,12 @@ Environment variables (the names are the contract; keep README.md in step):
     postbacks.  Production refuses the development default.
 ``CASHBACK_NETWORK_URL_TEMPLATE``
     The affiliate redirect: ``{sub_id}`` and ``{url}`` (URL-encoded product link) are filled in.
+``CASHBACK_LOG_FORMAT`` / ``CASHBACK_LOG_LEVEL``
+    ``json`` or ``text`` log lines (empty: json in production); level ``INFO``.
+``CASHBACK_METRICS_TOKEN``
+    Bearer token of ``/metrics``; empty: loopback clients only.
+``CASHBACK_RATE_LIMITS``, ``CASHBACK_LOGIN_RATE_LIMIT``, ``CASHBACK_LINKS_RATE_LIMIT``, ``CASHBACK_POSTBACK_RATE_LIMIT``
+    Throttling (see ``portal/limits.py``): on except under testing; per client IP.
 """
 from __future__ import annotations
 
@@ -161,6 +167,67 @@ def load() -> dict:
         #: Consecutive transport failures that open a provider's circuit breaker, and for how long.
         "BREAKER_THRESHOLD": _env_int("CASHBACK_BREAKER_THRESHOLD", 5),
         "BREAKER_COOLDOWN_SECONDS": _env_int("CASHBACK_BREAKER_COOLDOWN_SECONDS", 60),
+        # --- claims (missing cashback) ---------------------------------------------------
+        #: SLA per claim state, hours (JSON): a claim longer in its state than this breaches.
+        "CLAIM_SLA_HOURS": json.loads(_env("CASHBACK_CLAIM_SLA_HOURS",
+                                           '{"open": 1, "diagnosed": 24, "escalated": 336}')),
+        #: Largest screenshot attached to a claim, bytes (PNG or JPEG only).
+        "CLAIM_SCREENSHOT_MAX_BYTES": _env_int("CASHBACK_CLAIM_SCREENSHOT_MAX_BYTES", 2 * 1024 * 1024),
+        #: The diagnosis looks for the customer's clicks this many days before the order.
+        "CLAIM_CLICK_LOOKBACK_DAYS": _env_int("CASHBACK_CLAIM_CLICK_LOOKBACK_DAYS", 30),
+        #: How long the network usually takes to confirm a paid order, days (told to customers).
+        "CLAIM_CONFIRMATION_DAYS": _env_int("CASHBACK_CLAIM_CONFIRMATION_DAYS", 60),
+        # --- customer accounts: registration, mail, referrals (portal/services/accounts.py)
+        #: Outgoing mail (confirmation, password reset).  The names are Flask-Mail's / FAB's;
+        #: the demo points them at `cashback mail-outbox` (127.0.0.1:8025, no TLS, no login).
+        "MAIL_SERVER": _env("MAIL_SERVER", "127.0.0.1"),
+        "MAIL_PORT": _env_int("MAIL_PORT", 8025),
+        "MAIL_USE_TLS": _env_bool("MAIL_USE_TLS", False),
+        "MAIL_USE_SSL": _env_bool("MAIL_USE_SSL", False),
+        "MAIL_USERNAME": _env("MAIL_USERNAME", ""),
+        "MAIL_PASSWORD": _env("MAIL_PASSWORD", ""),
+        "MAIL_DEFAULT_SENDER": _env("MAIL_DEFAULT_SENDER", "Cashback <no-reply@cashback.local>"),
+        #: Seconds an SMTP conversation may take before sending gives up (logged, not retried).
+        "MAIL_TIMEOUT": _env_int("MAIL_TIMEOUT", 10),
+        #: The public address of the portal, for links in mail; empty: the request's host.
+        "PUBLIC_URL": _env("CASHBACK_PUBLIC_URL", ""),
+        #: How long an e-mail confirmation link and a password reset link stay valid, seconds.
+        "CONFIRM_TOKEN_MAX_AGE": _env_int("CASHBACK_CONFIRM_TOKEN_MAX_AGE", 3 * 86400),
+        "RESET_TOKEN_MAX_AGE": _env_int("CASHBACK_RESET_TOKEN_MAX_AGE", 3600),
+        #: Registrations per client IP, and confirmation/reset mails per address (throttling).
+        "REGISTER_RATE_LIMIT": _env("CASHBACK_REGISTER_RATE_LIMIT", "5 per hour"),
+        "ACCOUNT_MAIL_RATE_LIMIT": _env("CASHBACK_ACCOUNT_MAIL_RATE_LIMIT", "3 per hour"),
+        #: Login attempts per account (username), on top of LOGIN_RATE_LIMIT per IP.
+        "ACCOUNT_LOGIN_RATE_LIMIT": _env("CASHBACK_ACCOUNT_LOGIN_RATE_LIMIT", "20 per hour"),
+        #: Referral reward: this percent of the referred customer's cashback, credited to the
+        #: referrer from promo_expense when the cashback becomes available; 0 (default): off.
+        "REFERRAL_REWARD_PERCENT": _env_decimal("CASHBACK_REFERRAL_REWARD_PERCENT", "0"),
+        # --- operations: logs, metrics, throttling (portal/observability.py, portal/limits.py)
+        #: "json" (one object per line) or "text"; empty: json in production, else text.
+        "LOG_FORMAT": _env("CASHBACK_LOG_FORMAT", ""),
+        "LOG_LEVEL": _env("CASHBACK_LOG_LEVEL", "INFO"),
+        #: Bearer token /metrics wants; empty: /metrics answers loopback (127.0.0.1, ::1) only.
+        "METRICS_TOKEN": _env("CASHBACK_METRICS_TOKEN", ""),
+        #: Reverse proxies in front of the app (client IP from X-Forwarded-For); 0: none.
+        "TRUSTED_PROXIES": _env_int("CASHBACK_TRUSTED_PROXIES", 0),
+        #: Throttling on/off; None (empty): on, except under CASHBACK_ENV=testing.
+        "RATELIMIT_ENABLED": (_env_bool("CASHBACK_RATE_LIMITS", True)
+                              if os.environ.get("CASHBACK_RATE_LIMITS") else None),
+        #: Where the counters live; empty: REDIS_URL when set, else memory (per process).
+        "RATELIMIT_STORAGE_URI": _env("CASHBACK_RATE_LIMIT_STORAGE", ""),
+        #: Key prefix of the counters (deployments/test runs sharing one Redis).
+        "RATELIMIT_KEY_PREFIX": _env("CASHBACK_RATE_LIMIT_PREFIX", "cashback"),
+        #: No X-RateLimit-* headers; a refusal carries Retry-After (portal/limits.py).
+        "RATELIMIT_HEADERS_ENABLED": False,
+        #: Storage down: count in memory and log it, never refuse everyone.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_SWALLOW_ERRORS": True,
+        #: Login attempts per client IP (the form and the JWT login share one bucket).
+        "LOGIN_RATE_LIMIT": _env("CASHBACK_LOGIN_RATE_LIMIT", "10 per minute"),
+        #: POST /api/v1/links/check per client IP (public).
+        "LINKS_RATE_LIMIT": _env("CASHBACK_LINKS_RATE_LIMIT", "120 per minute"),
+        #: Network postbacks per client IP (bursts are normal; this stops floods only).
+        "POSTBACK_RATE_LIMIT": _env("CASHBACK_POSTBACK_RATE_LIMIT", "1000 per second"),
         # --- Flask-AppBuilder --------------------------------------------------------
         "APP_NAME": _env("CASHBACK_APP_NAME", "Cashback back-office"),
         "AUTH_TYPE": AUTH_DB,

@@ -13,4 +13,4 @@ def register(appbuilder: AppBuilder) -> None:
 
 
 #: API modules in registration order.
-API_MODULES: tuple[str, ...] = ("postback", "customer", "payouts", "provider_callbacks")
+API_MODULES: tuple[str, ...] = ("postback", "customer", "payouts", "provider_callbacks", "claims")

@@ -3,10 +3,11 @@ from .audit import AuditRecord
 from .cashback import (Click, ClickVisit, FxRate, NetworkEvent, Order, PostbackRejection, Promo,
                        ReconImport, ReconLine)
 from .customers import Customer
+from .claims import Claim, ClaimCredit
 from .ledger import Account, AccountBalance, Entry, Posting
 from .payouts import (Payout, PayoutApproval, PayoutAttempt, PayoutDetails, ProviderCounter, ProviderHandle,
                       ProviderState)
 
-__all__ = ["Account", "AccountBalance", "AuditRecord", "Click", "ClickVisit", "Customer", "Entry",
+__all__ = ["Account", "AccountBalance", "AuditRecord", "Claim", "ClaimCredit", "Click", "ClickVisit", "Customer", "Entry",
            "FxRate", "NetworkEvent", "Order", "Posting", "PostbackRejection", "Promo", "ReconImport",
            "ReconLine", "Payout", "PayoutApproval", "PayoutAttempt", "PayoutDetails", "ProviderState", "ProviderHandle", "ProviderCounter"]

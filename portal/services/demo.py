@@ -334,6 +334,9 @@ def seed(session: Session, sm, config: Mapping[str, Any] | None = None,
         if not has_clicks:
             demo.customer_activity(customer, index)
     demo.orphan()
+    from portal.services import claims as claim_service
+
+    claim_service.seed_demo(session, customers, config, now)
     session.flush()
     report.postings_created = session.execute(sa.select(sa.func.count()).select_from(Posting)).scalar_one() \
         - postings_before
