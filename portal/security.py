@@ -83,18 +83,39 @@ PERMISSION_SETS: dict[str, list[Perm]] = {
     # the kill switch, resuming a paused provider, refreshing its balance
     "providers.manage": [("can_write", "PayoutProviders")],
     "payouts.report": _view("PayoutReport", "can_read") + _menu("Payouts", "Payouts by day"),
+    # missing-cashback claims (portal/views/claims.py): the desk, read-only
+    "claims.read": (_view("ClaimDesk", "can_read")
+                    + _menu("Claims", "Claims list", "Claims breaching SLA")),
+    # work claims: open one for a customer, reply, reject, escalate, propose a credit
+    "claims.work": [("can_write", "ClaimDesk")],
+    # manual credits proposed by Support: list, approve/reject (four eyes is the service's)
+    "claims.credits": _view("ClaimCredits", "can_read", "can_write") + _menu("Claims", "Credits to approve"),
+    # the customer's own claims: the API (portal/api/claims.py) and the cabinet pages
+    "customer.claims": (_view("CustomerClaimApi", "can_read", "can_write")
+                        + _view("CustomerClaims", "can_read", "can_write") + _menu("Cabinet", "Cabinet claims")),
+    # customer search and the customer timeline (portal/views/timeline.py); wallets masked
+    # unless the role also has payouts.pii
+    "customers.timeline": _view("CustomerTimeline", "can_read") + _menu("People", "Customer search"),
+    # the Developer desk (portal/views/devdesk.py): plugins, queues, failed jobs, sandbox page
+    "developers.desk": (_view("DeveloperDesk", "can_read")
+                        + _menu("Developers", "Developer desk", "Failed jobs", "Payout sandbox")),
+    # requeue a failed job, fire a test payout at a local provider sandbox (both audited)
+    "developers.operate": [("can_write", "DeveloperDesk")],
+    # the Finance dashboard: figures, charts, CSV exports (portal/views/dashboard.py)
+    "finance.dashboard": _view("FinanceDashboard", "can_read") + _menu("Finance", "Finance dashboard"),
 }
 
 ADMIN = "Admin"
 
 #: Role -> permission sets.  Admin is special: it receives every permission.
 ROLE_DEFINITIONS: dict[str, list[str]] = {
-    "Support": ["self.profile", "customers.read", "orders.read", "orphans.attach", "payouts.read"],
-    "Finance": ["self.profile", "customers.read", "ledger.read", "orders.read", "fx.manage", "recon.manage",
+    "Support": ["self.profile", "customers.timeline", "customers.read", "orders.read", "orphans.attach", "payouts.read", "claims.read", "claims.work"],
+    "Finance": ["self.profile", "customers.timeline", "customers.read", "ledger.read", "orders.read", "fx.manage", "recon.manage",
                 "promos.manage", "payouts.read", "payouts.pii", "payouts.review", "payouts.fix",
-                "providers.read", "providers.manage", "payouts.report"],
-    "Developer": ["self.profile", "postbacks.read", "payouts.read_no_pii", "providers.read"],
-    "Customer": ["self.profile", "customer.self", "customer.cabinet", "customer.payouts"],
+                "providers.read", "providers.manage", "payouts.report", "claims.read", "claims.credits", "finance.dashboard"],
+    "Developer": ["self.profile", "postbacks.read", "payouts.read_no_pii", "providers.read", "developers.desk",
+                  "developers.operate"],
+    "Customer": ["self.profile", "customer.self", "customer.cabinet", "customer.payouts", "customer.claims"],
 }
 ROLES = (ADMIN, *ROLE_DEFINITIONS)
 

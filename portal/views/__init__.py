@@ -16,5 +16,17 @@ def register(appbuilder: AppBuilder) -> None:
     support.register(appbuilder)
     finance.register(appbuilder)
     developers.register(appbuilder)
+    from . import devdesk
+
+    devdesk.register(appbuilder)
     payouts_desk.register(appbuilder)
+    from . import claims as claim_views
+
+    claim_views.register(appbuilder)
+    from . import dashboard
+
+    dashboard.register(appbuilder)
+    from . import timeline
+
+    timeline.register(appbuilder)
     api.register(appbuilder)

@@ -4,8 +4,10 @@ from __future__ import annotations
 from flask_appbuilder import AppBuilder, ModelView
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
+from portal.formatting import list_formatters
 from portal.i18n import _l
 from portal.models import Customer
+from portal.views.timeline import timeline_link
 
 
 class CustomerView(ModelView):
@@ -14,6 +16,8 @@ class CustomerView(ModelView):
     list_columns = ["id", "email", "name", "country", "locale", "is_blocked", "created_at"]
     show_columns = ["id", "email", "name", "country", "locale", "is_blocked", "block_reason", "created_at"]
     search_columns = ["email", "name", "country"]
+    formatters_columns = list_formatters(time_columns=["created_at"])
+    formatters_columns = {**formatters_columns, "id": timeline_link}  # the customer's timeline
     base_order = ("id", "desc")
     label_columns = {
         "email": _l("E-mail"), "name": _l("Name"), "country": _l("Country"),
