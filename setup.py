@@ -40,11 +40,19 @@ setup(
         "phonenumbers>=8.13,<10",
         # the production WSGI server (and the postback bench's)
         "gunicorn>=22,<24",
+        # /metrics (Prometheus text format; multiprocess mode under gunicorn/RQ)
+        "prometheus-client>=0.20,<1",
+        # login and public-endpoint throttling (FAB 5.3 builds its limiter on it)
+        "Flask-Limiter>=3.8,<5",
+        # `cashback mail-outbox`: the local SMTP server of the demo and the tests
+        "aiosmtpd>=1.4,<2",
     ],
     extras_require={
         "test": [
             "pytest>=8,<9",
             "hypothesis>=6.100,<7",
+            # API fuzzing against the published OpenAPI (tests/fuzz)
+            "schemathesis>=4.3,<5",
             "playwright>=1.45,<2",
         ],
     },

@@ -9,7 +9,7 @@ from flask import Flask
 from flask_appbuilder import AppBuilder
 
 import config as config_module
-from portal import formatting, i18n, providers
+from portal import formatting, i18n, limits, observability, providers
 from portal.errors import set_error_handlers
 from portal.extensions import db, migrate
 from portal.models.types import render_item
@@ -23,6 +23,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if config:
         settings.update(config)
     config_module.check(settings)
+    limits.resolve_settings(settings)  # throttling on/off and its storage, after the overrides
     # FAB warns about its own user/role list filters at every start: noise, not news.
     logging.getLogger("flask_appbuilder.models.filters").setLevel(logging.ERROR)
 
@@ -33,6 +34,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         static_folder=str(PACKAGE_DIR / "static"),
     )
     app.config.update(settings)
+    if settings.get("TRUSTED_PROXIES"):  # the client IP (throttling, logs) from X-Forwarded-For
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(settings["TRUSTED_PROXIES"]))
     if settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
@@ -49,6 +54,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         i18n.init_app(app)  # the locale of each request (API: Accept-Language)
     formatting.init_app(app)  # money(), when(), date(), number(), percent() in templates
     set_error_handlers(app)
+    limits.init_app(app)  # login and public endpoints throttled (after the views exist)
+    observability.init_app(app)  # /health, /health/ready, /metrics, request ids, logs
     providers.init_app(app)
 
     from portal import cli

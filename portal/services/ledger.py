@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from flask import current_app, has_app_context
 from sqlalchemy.orm import Session
 
+from portal import observability
 from portal.errors import Conflict, DomainError, Invalid
 from portal.i18n import _l
 from portal.models import Account, AccountBalance, Entry, Posting
@@ -311,6 +312,8 @@ def post(session: Session, *, kind: str, reference: str, legs: Sequence[Leg],
     posting_id, created = run(session, accounts, kind, reference, legs, actor, memo)
     if not created and not _same_legs(session, posting_id, kind, legs):
         raise ReferenceConflict(reference=reference)
+    if created:
+        observability.count_on_commit(session, observability.LEDGER_POSTINGS, kind=kind)
     return PostResult(posting_id, created)
 
 

@@ -36,6 +36,7 @@ from flask import has_app_context
 from sqlalchemy.orm import Session
 
 from plugins import ErrorCode, InvalidAccount, PayoutProvider, PayoutProviderError, PayoutRequest, PayoutStatus, Result
+from portal import observability
 from portal.errors import Conflict, DomainError, Invalid, NotFound
 from portal.i18n import _l
 from portal.models import Customer, Payout, PayoutApproval, PayoutAttempt, PayoutDetails, ProviderState
@@ -261,6 +262,8 @@ def _move(session: Session, payout: Payout, to: str, actor: Actor, *, reason: st
     payout.state = to
     if to in FINAL:
         payout.finished_at = utcnow()
+        observability.count_on_commit(session, observability.PAYOUTS_FINISHED,
+                                      provider=payout.provider_code, state=to)
     audit.record(session, actor, f"payout.{to}", "payout", payout.id, reason=reason,
                  before={"state": before}, after={"state": to, **after})
 

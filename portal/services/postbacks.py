@@ -16,6 +16,7 @@ from typing import Mapping
 
 from sqlalchemy.orm import Session
 
+from portal import observability
 from portal.errors import DomainError
 from portal.i18n import _l
 from portal.models import PostbackRejection
@@ -76,6 +77,7 @@ def process_postback(session: Session, *, body: bytes, headers: Mapping[str, str
             http_status=err.status, ip_hash=hash_ip(remote_ip, config["SECRET_KEY"]),
             body_excerpt=body[:2000].decode("utf-8", "replace")))
         session.commit()
+        observability.POSTBACK_REJECTIONS.labels(reason=err.code[:40]).inc()
         raise err
     except Exception:
         session.rollback()

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from plugins import ErrorCode, PayoutStatus, Result
-from portal import providers
+from portal import observability, providers
 from portal.extensions import db
 from portal.models import Payout, PayoutAttempt
 from portal.models.types import utcnow
@@ -43,11 +43,16 @@ def _follow_up(session, payout: Payout, attempt: PayoutAttempt, now: dt.datetime
 
 
 def _call(fn, *args) -> Result:
-    try:
-        return fn(*args)
-    except Exception as exc:  # a plugin bug mid-call: the money may have moved
-        log.exception("provider call raised")
-        return Result.unknown(ErrorCode.TIMEOUT, f"{type(exc).__name__}: {exc}"[:500])
+    # timed and counted per provider and operation (cashback_provider_call_seconds)
+    with observability.provider_call(getattr(getattr(fn, "__self__", None), "code", "?"),
+                                     getattr(fn, "__name__", "call")) as seen:
+        try:
+            result = fn(*args)
+        except Exception as exc:  # a plugin bug mid-call: the money may have moved
+            log.exception("provider call raised")
+            result = Result.unknown(ErrorCode.TIMEOUT, f"{type(exc).__name__}: {exc}"[:500])
+        seen["status"] = result.status.value
+        return result
 
 
 @job
@@ -100,6 +105,7 @@ def check_attempt(attempt_id: int, after_callback: bool = False) -> str:
         result = _call(provider.submit, request, attempt.idempotency_key)
     now = utcnow()
     payout = payouts.apply_result(session, attempt.id, result, config=config, now=now)
+    session.flush()  # a refresh drops unflushed changes: the attempt's own result with them
     session.refresh(attempt)
     if attempt.status in IN_FLIGHT and attempt.checks >= int(config["PAYOUT_MAX_CHECKS"]):
         payout.needs_attention = True  # Finance's "fix state" now
@@ -157,6 +163,7 @@ def janitor() -> dict[str, int]:
             sent += 1
     session.commit()
     polled = _poll_balances(session, config, now)
+    session.commit()  # end the read transaction: `janitor --every N` must not sit idle in one
     counts = {"checks": len(due), "submits": sent, "held": len(waiting) - sent, "balances": polled}
     log.info("janitor: %s", counts)
     return counts

@@ -1,0 +1,113 @@
+"""Throttling: login attempts and the public endpoints, per client IP (Flask-Limiter).
+
+FAB 5.3 already builds a Flask-Limiter ``Limiter`` (``appbuilder.sm.limiter``) from the
+``RATELIMIT_*`` settings while ``AppBuilder.init_app`` runs; this module reuses it and puts
+our limits on the blueprints once the views are registered (:func:`init_app`):
+
+* the login form (``POST /login/``) and the JWT login (``POST /api/v1/security/login``)
+  share one bucket per IP: ``CASHBACK_LOGIN_RATE_LIMIT`` (``10 per minute``); the token
+  refresh is not counted;
+* ``POST /api/v1/links/check`` (public): ``CASHBACK_LINKS_RATE_LIMIT`` (``120 per minute``);
+* ``POST /api/v1/network/postback``: ``CASHBACK_POSTBACK_RATE_LIMIT`` (``1000 per second``:
+  networks send bursts from a few addresses; this only stops floods).
+
+A refused request gets 429, ``Retry-After`` (seconds) and a translated message: the API's
+one JSON error shape under ``/api/``, a short page elsewhere.
+
+Settings (``config.py``), resolved by :func:`resolve_settings` before the app is built:
+
+* ``CASHBACK_RATE_LIMITS`` — ``1``/``0``; empty: on, except under ``CASHBACK_ENV=testing``
+  (the suite logs in hundreds of times from 127.0.0.1; the throttling tests switch it on);
+* ``CASHBACK_RATE_LIMIT_STORAGE`` — a ``limits`` storage URI; empty: ``REDIS_URL`` when set
+  (counts shared by every worker and host), else ``memory://`` (per process);
+* ``CASHBACK_RATE_LIMIT_PREFIX`` — prefix of the counters' keys (``cashback``): deployments
+  or test runs sharing one Redis do not count each other's requests;
+* ``CASHBACK_TRUSTED_PROXIES`` — behind N reverse proxies the client IP is taken from
+  ``X-Forwarded-For`` (werkzeug ``ProxyFix``); with 0 (the default) every client behind a
+  proxy would share the proxy's bucket.
+
+If the storage is unreachable the limiter falls back to memory and logs it: a Redis outage
+never locks everyone out of the login form.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, MutableMapping
+
+from flask import Flask, Response, current_app, jsonify, request
+from flask_limiter.errors import RateLimitExceeded
+from markupsafe import escape
+
+from portal.errors import error_body
+from portal.i18n import API_PREFIX, _
+
+#: Blueprint names of FAB's views/APIs (the class name) and our APIs.
+SECURITY_API = "SecurityApi"
+LINKS_API = "LinksApi"
+POSTBACK_API = "NetworkPostbackApi"
+
+
+def resolve_settings(settings: MutableMapping[str, Any]) -> None:
+    """Fill in the automatic values (after the test/explicit overrides are applied)."""
+    if settings.get("RATELIMIT_ENABLED") is None:
+        settings["RATELIMIT_ENABLED"] = settings.get("CASHBACK_ENV") != "testing"
+    if not settings.get("RATELIMIT_STORAGE_URI"):
+        settings["RATELIMIT_STORAGE_URI"] = settings.get("REDIS_URL") or "memory://"
+
+
+def _login_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def _links_limit() -> str:
+    return current_app.config["LINKS_RATE_LIMIT"]
+
+
+def _postback_limit() -> str:
+    return current_app.config["POSTBACK_RATE_LIMIT"]
+
+
+def _is_refresh() -> bool:
+    return request.endpoint == f"{SECURITY_API}.refresh"
+
+
+def init_app(app: Flask) -> None:
+    """Put the limits on the registered blueprints and answer 429 in our words."""
+    app.register_error_handler(RateLimitExceeded, _too_many)
+    limiter = app.appbuilder.sm.limiter
+    if not limiter.enabled:
+        return
+    auth_view = app.appbuilder.sm.auth_view
+    limiter.shared_limit(_login_limit, scope="login", methods=["POST"])(auth_view.blueprint)
+    if SECURITY_API in app.blueprints:
+        limiter.shared_limit(_login_limit, scope="login", methods=["POST"],
+                             exempt_when=_is_refresh)(app.blueprints[SECURITY_API])
+    if LINKS_API in app.blueprints:
+        limiter.limit(_links_limit, methods=["POST"])(app.blueprints[LINKS_API])
+    if POSTBACK_API in app.blueprints:
+        limiter.limit(_postback_limit, methods=["POST"])(app.blueprints[POSTBACK_API])
+
+
+def _retry_after(err: RateLimitExceeded) -> int:
+    """Seconds until the window resets (at most the window: ``reset_at`` is rounded up)."""
+    window = max(1, int(err.limit.limit.get_expiry()))
+    limit = current_app.appbuilder.sm.limiter.current_limit
+    if limit is not None:
+        return min(window, max(1, math.ceil(limit.reset_at - time.time())))
+    return window
+
+
+def _too_many(err: RateLimitExceeded) -> Response:
+    seconds = _retry_after(err)
+    message = _("Too many requests from your address. Please try again in %(seconds)s seconds.",
+                seconds=seconds)
+    if request.path.startswith(API_PREFIX):
+        response = jsonify(error_body(429, "rate_limited", message))
+    else:
+        title = _("Too many attempts")
+        response = Response(f"<!doctype html><title>{escape(title)}</title><h1>{escape(title)}</h1>"
+                            f"<p>{escape(message)}</p>", mimetype="text/html")
+    response.status_code = 429
+    response.headers["Retry-After"] = str(seconds)
+    return response
