@@ -51,3 +51,23 @@ ensure_redis() {
   fi
   redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "Redis is not reachable on 127.0.0.1:6379" >&2; exit 1; }
 }
+
+# ensure_chromium: Debian's Chromium for the browser tests (tests/browser), installed when missing,
+# with openssl (the tests' local HTTPS "AliExpress" makes its certificate with it).
+# apt-get update runs only when the first install attempt fails (stale or empty package lists).
+ensure_chromium() {
+  local missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v openssl >/dev/null || missing+=(openssl)
+  [ "${#missing[@]}" = 0 ] && return 0
+  if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then
+    log "missing ${missing[*]} and neither root nor sudo is available: the browser tests will fail"
+    return 0
+  fi
+  log "installing ${missing[*]} (browser tests)"
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; then
+    as_root apt-get update -qq >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  command -v chromium >/dev/null || { echo "Chromium could not be installed (apt-get install chromium)" >&2; exit 1; }
+}

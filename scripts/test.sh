@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 ensure_venv test
 ensure_postgres
 ensure_redis
+ensure_chromium
 export DATABASE_URL="${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 log "running the test suite"
