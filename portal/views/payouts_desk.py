@@ -165,9 +165,12 @@ def review_queue(filters: QueueFilters) -> list[Payout]:
         query = query.where(Payout.amount_usd >= filters.min_amount)
     if filters.max_amount is not None:
         query = query.where(Payout.amount_usd <= filters.max_amount)
-    rows = db.session.execute(query.order_by(Payout.created_at, Payout.id).limit(PAGE_LIMIT)).scalars().all()
-    # reasons are a JSON list: filtered here, the queue is short
-    return [p for p in rows if filters.reason is None or filters.reason in (p.review_reasons or [])]
+    if filters.reason:
+        # reasons are a JSON list of codes (REASON_LABELS keys: plain identifiers); its text
+        # holds '"code"' exactly when the list does — the same test on PostgreSQL and SQLite,
+        # and before the page limit, so a long queue cannot hide a match
+        query = query.where(sa.cast(Payout.review_reasons, sa.Text).contains(f'"{filters.reason}"'))
+    return db.session.execute(query.order_by(Payout.created_at, Payout.id).limit(PAGE_LIMIT)).scalars().all()
 
 
 def decision_message(payout: Payout, approve: bool) -> str:

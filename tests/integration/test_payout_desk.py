@@ -201,6 +201,12 @@ def test_queue_filters_by_reason_and_amount(app, client, desk, monkeypatch):
     assert listed("?min=10") == {big} and listed("?max=10") == {small}
     assert listed("?provider=test&min=1&max=60") == {small, big}
     assert "Not an amount: lots" in text(client.get("/payouts/review/?min=lots"))
+    # the reason filter runs in the query, before the page limit: a match behind a full page
+    # of other payouts is still listed
+    from portal.views import payouts_desk
+
+    monkeypatch.setattr(payouts_desk, "PAGE_LIMIT", 1)
+    assert listed("?reason=amount_above_threshold") == {big}
 
 
 # --- who may do what --------------------------------------------------------------------------------
