@@ -19,7 +19,8 @@
   from ``CASHBACK_ARTIFACTS``, default ``<repo>/artifacts``); a failing test saves one of
   each of its open pages (``…-failed-<n>.png``) by itself.
 * ``portal_db`` — data set-up and DB checks for the journeys (customers, staff, rates,
-  signed postbacks, funding, polling a payout's state); every data table is emptied after
+  signed postbacks, funding, clicks, claims with a proposed credit, polling a payout's
+  state); every data table is emptied after
   each test.
 
 Run them alone with ``bash scripts/test.sh tests/browser`` (or ``-m browser``); leave them out
@@ -367,6 +368,37 @@ class PortalDb:
         headers[NETWORK_HEADER] = network
         headers["Content-Type"] = "application/json"
         return requests.post(f"{self.base_url}/api/v1/network/postback", data=body, headers=headers, timeout=10)
+
+    def click(self, customer_id: int, url: str, at: dt.datetime, channel: str = "web") -> str:
+        """A click of the customer at ``at`` through the clicks service (set-up); its sub-id."""
+        from portal.extensions import db
+        from portal.models import Customer
+        from portal.services import clicks
+
+        with self._ctx():
+            result = clicks.create_click(db.session, db.session.get(Customer, customer_id), url, channel,
+                                         config=self.app.config, now=at)
+            db.session.commit()
+            return result.click.sub_id
+
+    def claim_with_credit(self, customer_id: int, order: str, day: dt.date, credit: str,
+                          proposed_by: str) -> tuple[int, int]:
+        """A claim opened through the service (diagnosed at once) and a credit proposed by
+        ``proposed_by`` (set-up for Finance's credits page); ``(claim id, credit id)``."""
+        from portal.extensions import db
+        from portal.models import Customer
+        from portal.services import claims
+        from portal.services.audit import Actor
+
+        with self._ctx():
+            actor = Actor.system("test")
+            claim = claims.open_claim(db.session, db.session.get(Customer, customer_id),
+                                      claims.ClaimInput(order, day, Decimal("40.00")), actor=actor,
+                                      opened_by=proposed_by, channel="staff", config=self.app.config)
+            proposed = claims.propose_credit(db.session, claim.id, Decimal(credit), reason="browser test credit",
+                                             actor=actor, proposed_by=proposed_by)
+            db.session.commit()
+            return claim.id, proposed.id
 
     def balances(self, customer_id: int) -> dict[str, Decimal]:
         from portal.extensions import db

@@ -5,16 +5,23 @@
   second, different Finance user approves it and the in-process worker pays it.
 * The kill switch on the providers page (with a reason): an approved payout is held for the
   switched-off provider (page and database), and switching it on again sends it.
+* A credit Support proposed for a claim: Support cannot open the credits page, an Admin who
+  proposed a credit of their own is refused when forcing its approval (four eyes), a Finance
+  user approves Support's: the customer's available balance rises by exactly the amount, the
+  claim is ``resolved_credit``, Support's timeline shows the posting, and the dashboard draws
+  its charts.
 """
 from __future__ import annotations
 
+import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 from playwright.sync_api import expect
 
-from portal.models import Payout, PayoutAttempt, ProviderState
+from portal.models import Claim, ClaimCredit, Payout, PayoutAttempt, Posting, ProviderState
 from tests.browser.conftest import login, translated
 
 pytestmark = pytest.mark.browser
@@ -119,3 +126,90 @@ def test_kill_switch_holds_approved_payouts(new_context, portal_db, customer, sc
     expect(page.locator("tr.provider[data-provider='test'] td.held")).to_have_text("0")
     screenshot(page, "2-released")
     assert portal_db.scalar(sa.select(Payout.state).where(Payout.id == payout_id)) == "succeeded"
+
+
+def test_finance_approves_a_support_credit_with_four_eyes(new_context, portal_db, screenshot):
+    now = dt.datetime.now(dt.timezone.utc)
+    customer_id = portal_db.customer("sveta@test.local", "Света")
+    portal_db.old_details(customer_id, "test", WALLET)
+    clicked_at = now - dt.timedelta(hours=3)
+    portal_db.click(customer_id, "https://aliexpress.ru/item/1005002222222222.html", clicked_at)
+    for username, role in (("sup_ivan", "Support"), ("adm_nina", "Admin"), ("fin_pavel", "Finance")):
+        portal_db.staff(username, role)
+    claim_id, credit_id = portal_db.claim_with_credit(customer_id, "8100000000201", clicked_at.date(), "4.20",
+                                                      "sup_ivan")
+    own_claim_id, own_credit_id = portal_db.claim_with_credit(customer_id, "8100000000202", clicked_at.date(),
+                                                              "1.10", "adm_nina")
+    before = portal_db.balances(customer_id)["available"]
+
+    # Support proposed it, Support cannot decide it: no access to the page nor the action
+    support = new_context().new_page()
+    login(support, "sup_ivan")
+    assert support.goto("/claims/credits/").status == 403
+    support.goto("/claims/desk/new")  # a valid CSRF token of this session, from a form Support has
+    token = support.locator("input[name=csrf_token]").first.input_value()
+    forced = support.request.post(f"/claims/credits/{credit_id}/decide",
+                                  form={"csrf_token": token, "decision": "approve", "note": ""})
+    assert forced.status == 403
+
+    # an Admin who proposed a credit sees no decision form on it, and forcing one is refused
+    admin = new_context().new_page()
+    login(admin, "adm_nina")
+    admin.goto("/claims/credits/")
+    own = admin.locator(f"tr.credit[data-credit='{own_credit_id}']")
+    expect(own).to_contain_text(translated(portal_db.app, "You proposed it: another person decides.", "ru"))
+    expect(own.locator("form")).to_have_count(0)
+    others = admin.locator(f"tr.credit[data-credit='{credit_id}'] form")
+    others.evaluate("(form, url) => { form.action = url; }", f"/claims/credits/{own_credit_id}/decide")
+    others.locator("select[name=decision]").select_option("approve")
+    others.locator("button[type=submit]").click()
+    refusal = translated(portal_db.app, "Credit #%(id)s: %(error)s", "ru", id=own_credit_id,
+                         error=translated(portal_db.app, "A credit must be approved by someone other than the "
+                                                         "person who proposed it.", "ru"))
+    expect(admin.locator(".alert").filter(has_text=refusal)).to_be_visible()
+    screenshot(admin, "1-proposer-refused")
+    assert portal_db.rows(sa.select(ClaimCredit.state, ClaimCredit.decided_by, ClaimCredit.posting_id)
+                          .where(ClaimCredit.id == own_credit_id)) == [("proposed", None, None)]
+    assert portal_db.balances(customer_id)["available"] == before
+
+    # Finance approves Support's credit
+    finance = new_context().new_page()
+    login(finance, "fin_pavel")
+    finance.goto("/claims/credits/")
+    row = finance.locator(f"tr.credit[data-credit='{credit_id}']")
+    expect(row).to_contain_text("sveta@test.local")
+    expect(row).to_contain_text("sup_ivan")
+    row.locator("select[name=decision]").select_option("approve")
+    row.locator("input[name=note]").fill("Клик подтверждён")
+    row.locator("button[type=submit]").click()
+    approved = translated(portal_db.app, "Credit #%(id)s approved: the customer's balance is credited.", "ru",
+                          id=credit_id)
+    expect(finance.locator(".alert").filter(has_text=approved)).to_be_visible()
+    expect(finance.locator(f"tr.credit[data-credit='{credit_id}']")).to_have_count(0)
+    expect(finance.locator(f"tr.credit[data-credit='{own_credit_id}']")).to_have_count(1)  # still waiting
+    screenshot(finance, "2-finance-approved")
+    assert portal_db.balances(customer_id)["available"] - before == Decimal("4.20")
+    assert portal_db.scalar(sa.select(Claim.state).where(Claim.id == claim_id)) == "resolved_credit"
+    assert portal_db.scalar(sa.select(Claim.state).where(Claim.id == own_claim_id)) == "diagnosed"
+    credit = portal_db.rows(sa.select(ClaimCredit.state, ClaimCredit.decided_by, ClaimCredit.posting_id)
+                            .where(ClaimCredit.id == credit_id))[0]
+    assert (credit.state, credit.decided_by) == ("approved", "fin_pavel")
+    posting = portal_db.rows(sa.select(Posting.id, Posting.kind).where(Posting.reference == f"claim:{claim_id}:credit"))
+    assert posting == [(credit.posting_id, "adjustment.claim")]
+
+    # Support's view of the customer's timeline shows the credit posting (the wallet masked)
+    support.goto(f"/support/customers/{customer_id}/timeline")
+    entry = support.locator(f"#timeline tr.entry-posting[data-id='{credit.posting_id}']")
+    expect(entry).to_contain_text("adjustment.claim")
+    expect(entry.locator(".amount").first).to_contain_text(re.compile(r"4[.,]20"))
+    expect(support.locator("#summary-details")).to_contain_text("TEST••••5674")
+    assert WALLET not in support.content()
+    screenshot(support, "3-timeline-credit")
+
+    # Finance's dashboard draws its charts (inline SVG)
+    finance.goto("/finance/dashboard/")
+    for section in ("cashback", "payouts", "claims"):
+        expect(finance.locator(f"section#{section} figure svg")).to_have_count(1)
+    today = finance.locator("section#claims tbody tr").first.locator("td")
+    expect(today).to_have_text(["2", "1"])  # opened today, resolved today
+    screenshot(finance, "4-dashboard")
