@@ -19,7 +19,7 @@ from wtforms.validators import Optional
 
 from portal import providers
 from portal.errors import Invalid
-from portal.extensions import db
+from portal.reporting import report_session
 from portal.formatting import date, money, number
 from portal.i18n import _, _l
 from portal.services import dashboard
@@ -106,14 +106,15 @@ class FinanceDashboardView(BaseView):
     def dashboard(self):
         form, period, errors = read_period(request.args)
         currencies = {code: p.currency for code, p in providers.all_providers().items()}
-        context = {"form": form, "period": period, "errors": errors, "title": _("Finance dashboard"),
-                   "headline": dashboard.headline(db.session, currencies), "series_names": dashboard.SERIES}
-        if period is None:
-            return self.render_template("finance/dashboard.html", **context), REFUSED
-        cashback = dashboard.cashback_series(db.session, period)
-        payout_rows = dashboard.payouts_series(db.session, period)
+        with report_session() as session:  # the read replica when configured
+            context = {"form": form, "period": period, "errors": errors, "title": _("Finance dashboard"),
+                       "headline": dashboard.headline(session, currencies), "series_names": dashboard.SERIES}
+            if period is None:
+                return self.render_template("finance/dashboard.html", **context), REFUSED
+            cashback = dashboard.cashback_series(session, period)
+            payout_rows = dashboard.payouts_series(session, period)
+            claims = dashboard.claims_series(session, period)
         per_provider = dashboard.by_provider(payout_rows, period)
-        claims = dashboard.claims_series(db.session, period)
         context.update(
             cashback=cashback, cashback_chart=cashback_chart(period, cashback),
             payout_rows=payout_rows, payouts_chart=payouts_chart(period, per_provider),
@@ -127,7 +128,8 @@ class FinanceDashboardView(BaseView):
         _form, period, errors = read_period(request.args)
         if period is None:
             return Response("\n".join(errors) + "\n", status=REFUSED, mimetype="text/plain")
-        rows = dashboard.csv_rows(db.session, series, period)
+        with report_session() as session:
+            rows = dashboard.csv_rows(session, series, period)
         if rows is None:
             abort(404)
         filename = f"{series}-{period.since.isoformat()}-{period.until.isoformat()}.csv"

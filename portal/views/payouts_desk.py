@@ -44,6 +44,7 @@ from plugins import PayoutProviderError
 from portal import formatting, providers
 from portal.errors import DomainError
 from portal.extensions import db
+from portal.reporting import report_session
 from portal.i18n import _, _l
 from portal.models import Customer, Payout
 from portal.models.payouts import mask
@@ -580,7 +581,8 @@ class PayoutReportView(BaseView):
     @has_access
     def report(self):
         since, until = self._period()
-        rows = payout_report.by_day(db.session, since, until)
+        with report_session() as session:  # the read replica when configured
+            rows = payout_report.by_day(session, since, until)
         return self.render_template("payouts/report.html", rows=rows, since=since, until=until,
                                     title=_("Payouts by provider and day"))
 
@@ -588,7 +590,8 @@ class PayoutReportView(BaseView):
     @has_access
     def export(self):
         since, until = self._period()
-        body = payout_report.to_csv(payout_report.by_day(db.session, since, until))
+        with report_session() as session:
+            body = payout_report.to_csv(payout_report.by_day(session, since, until))
         return Response(body, mimetype="text/csv",
                         headers={"Content-Disposition": f"attachment; filename=payouts-{since}-{until}.csv"})
 
