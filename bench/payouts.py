@@ -36,48 +36,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from bench import ledger as ledger_bench  # noqa: E402  (create/drop the throw-away database)
 from config import normalize_database_url  # noqa: E402
-
-
-def wallet(n: int, code: str = "test") -> str:
-    """A valid, distinct account of provider ``code`` for customer ``n`` (shared ones go to review)."""
-    if code == "yoomoney":
-        from payment_providers.yoomoney.client import make_wallet
-
-        return make_wallet("1001", f"{n:07d}")
-    if code in ("mts", "megafon", "beeline", "qiwi"):
-        return f"+7915{n:07d}"
-    if code == "webmoney":
-        return f"P{100000000000 + n}"
-    from payment_providers.testbank.provider import luhn_check_digit
-
-    body = f"{2000000 + n:07d}"
-    return f"TEST-{body}{luhn_check_digit(body)}"
-
-
-def sandbox_for(code: str):
-    """The provider's sandbox, answering at once where its protocol allows, with a deep float."""
-    balance = Decimal("100000000.00")
-    if code == "test":
-        from payment_providers.testbank.sandbox import TestBankSandbox
-
-        return TestBankSandbox(settle_at_once=True, balance=balance), ""
-    if code == "yoomoney":
-        from payment_providers.yoomoney.sandbox import YooMoneySandbox
-
-        return YooMoneySandbox(settle_after=0.0, balance=balance), "/v3"
-    if code in ("mts", "megafon", "beeline"):
-        from payment_providers.phones.sandbox import PhoneSandbox
-
-        return PhoneSandbox(settle_after=0.0, balance=balance), ""
-    if code == "qiwi":
-        from payment_providers.qiwi.sandbox import QiwiSandbox
-
-        return QiwiSandbox(settle_after=0.0, balance=balance), ""
-    if code == "webmoney":
-        from payment_providers.webmoney.sandbox import WebMoneySandbox
-
-        return WebMoneySandbox(balance=balance), ""
-    raise SystemExit(f"no sandbox for {code!r}")
+from tests.soak.harness import sandbox_for, wallet  # noqa: E402,F401  (shared with the soak)
 
 
 def _setup(url: str, settings: dict, count: int, prefix: str, redis_url: str, code: str = "test") -> list[int]:
