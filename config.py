@@ -13,6 +13,9 @@ Environment variables (the names are the contract; keep README.md in step):
 ``DATABASE_URL``
     SQLAlchemy URL.  ``postgresql://…`` is accepted and mapped to psycopg 3.
     Default: SQLite at ``instance/cashback.db``.
+``CASHBACK_REPORTS_DATABASE_URL``
+    Optional read replica for reports (Finance dashboard, payouts by day); empty: the
+    primary.  See ``portal/reporting.py``.
 ``REDIS_URL``
     Redis for RQ queues.  Empty (default): jobs run synchronously in the web process.
 ``SECRET_KEY``
@@ -26,8 +29,16 @@ Environment variables (the names are the contract; keep README.md in step):
     ``json`` or ``text`` log lines (empty: json in production); level ``INFO``.
 ``CASHBACK_METRICS_TOKEN``
     Bearer token of ``/metrics``; empty: loopback clients only.
+``CASHBACK_PARTNER_DIRECTORY_URL`` / ``CASHBACK_PARTNER_DIRECTORY_TOKEN``
+    The CPA platform's partner directory (partner login, ``docs/partner-directory.md``) and its
+    service token; empty URL (default): partner login off.
 ``CASHBACK_RATE_LIMITS``, ``CASHBACK_LOGIN_RATE_LIMIT``, ``CASHBACK_LINKS_RATE_LIMIT``, ``CASHBACK_POSTBACK_RATE_LIMIT``
     Throttling (see ``portal/limits.py``): on except under testing; per client IP.
+``MAIL_SERVER``, ``MAIL_PORT``, ``MAIL_USE_TLS``, ``MAIL_USE_SSL``, ``MAIL_USERNAME``, ``MAIL_PASSWORD``, ``MAIL_DEFAULT_SENDER``
+    Outgoing mail (registration confirmation, password reset; Flask-Mail's names); default
+    127.0.0.1:8025, the local outbox of ``cashback mail-outbox``.
+``CASHBACK_REFERRAL_REWARD_PERCENT``
+    Share of a referred customer's available cashback paid to the referrer; 0 (default): off.
 """
 from __future__ import annotations
 
@@ -97,6 +108,9 @@ def load() -> dict:
             _env("DATABASE_URL", f"sqlite:///{instance / 'cashback.db'}")
         ),
         "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        #: A read replica for reports only (portal/reporting.py); absent: reports read the primary.
+        "SQLALCHEMY_BINDS": ({"reports": normalize_database_url(_env("CASHBACK_REPORTS_DATABASE_URL", ""))}
+                             if _env("CASHBACK_REPORTS_DATABASE_URL", "") else {}),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         #: Alembic revisions live at the top of the repository.
         "MIGRATIONS_DIR": str(BASE_DIR / "migrations"),
@@ -202,6 +216,14 @@ def load() -> dict:
         #: Referral reward: this percent of the referred customer's cashback, credited to the
         #: referrer from promo_expense when the cashback becomes available; 0 (default): off.
         "REFERRAL_REWARD_PERCENT": _env_decimal("CASHBACK_REFERRAL_REWARD_PERCENT", "0"),
+        # --- CPA-partner login (portal/services/partners.py, docs/partner-directory.md) ---
+        #: The CPA platform's partner directory; empty (default): partner login is off.
+        "PARTNER_DIRECTORY_URL": _env("CASHBACK_PARTNER_DIRECTORY_URL", ""),
+        #: Service token sent as ``Authorization: Bearer …`` to the directory.
+        "PARTNER_DIRECTORY_TOKEN": _env("CASHBACK_PARTNER_DIRECTORY_TOKEN", ""),
+        #: Seconds to connect to / wait for an answer of the directory; then "try again later".
+        "PARTNER_DIRECTORY_CONNECT_TIMEOUT": float(_env("CASHBACK_PARTNER_DIRECTORY_CONNECT_TIMEOUT", "2")),
+        "PARTNER_DIRECTORY_READ_TIMEOUT": float(_env("CASHBACK_PARTNER_DIRECTORY_READ_TIMEOUT", "5")),
         # --- operations: logs, metrics, throttling (portal/observability.py, portal/limits.py)
         #: "json" (one object per line) or "text"; empty: json in production, else text.
         "LOG_FORMAT": _env("CASHBACK_LOG_FORMAT", ""),

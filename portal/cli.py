@@ -91,9 +91,25 @@ def worker_command(queues: str, burst: bool, name: str | None) -> None:
     if not app.config.get("REDIS_URL"):
         raise click.ClickException("REDIS_URL is not set: without Redis jobs run inside the web process")
     tasks.WORKER_APP = app
-    worker = SimpleWorker([tasks.rq_queue(app, q.strip()) for q in queues.split(",") if q.strip()],
-                          connection=tasks.redis_connection(app), name=name)
-    worker.work(burst=burst, with_scheduler=True)
+    import itertools
+    import time
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    # RQ's work() returns (or raises) when Redis goes away, e.g. on a Redis restart: start a
+    # new worker until it is back, unless the worker was asked to stop.
+    for run in itertools.count():
+        worker = None
+        try:
+            worker = SimpleWorker([tasks.rq_queue(app, q.strip()) for q in queues.split(",") if q.strip()],
+                                  connection=tasks.redis_connection(app),
+                                  name=f"{name}.{run}" if name and run else name)
+            worker.work(burst=burst, with_scheduler=True)
+        except RedisConnectionError as exc:
+            click.echo(f"worker: Redis unreachable ({exc}); starting again", err=True)
+        if burst or (worker is not None and worker._shutdown_requested_date is not None):  # SIGTERM/SIGINT
+            break
+        time.sleep(1)
 
 
 @click.command("janitor")
@@ -106,7 +122,13 @@ def janitor_command(every: int) -> None:
     from portal.tasks.payouts import janitor
 
     while True:
-        click.echo(f"janitor: {janitor()}")
+        try:
+            click.echo(f"janitor: {janitor()}")
+        except Exception as exc:  # noqa: BLE001 — a lost connection must not end the loop
+            if not every:
+                raise
+            db.session.rollback()
+            click.echo(f"janitor: this run failed ({type(exc).__name__}: {exc}); next one in {every} s", err=True)
         if not every:
             break
         time.sleep(every)
@@ -136,14 +158,18 @@ def sandbox_command(ctx: click.Context, code: str) -> None:
 def _commands() -> tuple:
     from portal.cli_cashback import COMMANDS as money_flow
     from portal.cli_i18n import translations
+    from portal.cli_accounts import COMMANDS as accounts_commands
 
     return (sync_roles_command, create_admin_command, seed_demo_command, verify_ledger_command, translations,
-            worker_command, janitor_command, sandbox_command, *money_flow)
+            worker_command, janitor_command, sandbox_command, *money_flow, *accounts_commands)
 
 
 def register(app: Flask) -> None:
     for command in _commands():
         app.cli.add_command(command)
+    from portal.cli_partner import partner_directory_command  # the local CPA partner directory
+
+    app.cli.add_command(partner_directory_command)
 
 
 def main() -> None:

@@ -103,19 +103,25 @@ PERMISSION_SETS: dict[str, list[Perm]] = {
     "developers.operate": [("can_write", "DeveloperDesk")],
     # the Finance dashboard: figures, charts, CSV exports (portal/views/dashboard.py)
     "finance.dashboard": _view("FinanceDashboard", "can_read") + _menu("Finance", "Finance dashboard"),
+    # the customer's referral page (portal/views/accounts.py): link, referred friends, rewards
+    "customer.referrals": _view("CustomerReferrals", "can_read") + _menu("Cabinet", "Cabinet referrals"),
+    # block/unblock a customer with a reason; self-referral reviews: dismiss or confirm (audited)
+    "customers.block": (_view("CustomerBlocking", "can_read", "can_write")
+                        + _view("ReferralReviews", "can_read", "can_write") + _menu("People", "Referral reviews")
+                        + [("block", "CustomerView")]),  # the "Block or unblock" action
 }
 
 ADMIN = "Admin"
 
 #: Role -> permission sets.  Admin is special: it receives every permission.
 ROLE_DEFINITIONS: dict[str, list[str]] = {
-    "Support": ["self.profile", "customers.timeline", "customers.read", "orders.read", "orphans.attach", "payouts.read", "claims.read", "claims.work"],
+    "Support": ["self.profile", "customers.timeline", "customers.read", "orders.read", "orphans.attach", "payouts.read", "claims.read", "claims.work", "customers.block"],
     "Finance": ["self.profile", "customers.timeline", "customers.read", "ledger.read", "orders.read", "fx.manage", "recon.manage",
                 "promos.manage", "payouts.read", "payouts.pii", "payouts.review", "payouts.fix",
                 "providers.read", "providers.manage", "payouts.report", "claims.read", "claims.credits", "finance.dashboard"],
     "Developer": ["self.profile", "postbacks.read", "payouts.read_no_pii", "providers.read", "developers.desk",
                   "developers.operate"],
-    "Customer": ["self.profile", "customer.self", "customer.cabinet", "customer.payouts", "customer.claims"],
+    "Customer": ["self.profile", "customer.self", "customer.cabinet", "customer.payouts", "customer.claims", "customer.referrals"],
 }
 ROLES = (ADMIN, *ROLE_DEFINITIONS)
 

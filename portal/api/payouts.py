@@ -390,7 +390,8 @@ class PayoutsApi(CustomerApi):
             The amount moves from available to on hold at once.  The same Idempotency-Key again
             answers 200 with the same withdrawal (nothing new is held); with other data, 409.
           parameters:
-          - {in: header, name: Idempotency-Key, required: true, schema: {type: string, maxLength: 80}}
+          - {in: header, name: Idempotency-Key, required: true, schema: {type: string, maxLength: 80},
+             example: 'withdrawal-7f3c2a'}
           requestBody:
             required: true
             content:
@@ -399,7 +400,7 @@ class PayoutsApi(CustomerApi):
                   type: object
                   required: [details_id, amount_usd]
                   properties:
-                    details_id: {type: integer}
+                    details_id: {type: integer, example: 1}
                     amount_usd: {type: string, example: '1.25'}
           responses:
             200: {description: The withdrawal this key created before}
@@ -419,7 +420,8 @@ class PayoutsApi(CustomerApi):
             409:
               description: >-
                 Not enough available (insufficient_balance), method switched off (provider_disabled),
-                key reused with other data (idempotency_key_reused)
+                key reused with other data (idempotency_key_reused), a partner-linked account whose
+                withdrawals are in the CPA partner account (partner_linked)
               content: {application/json: {schema: {$ref: '#/components/schemas/ErrorBody'}}}
             422:
               description: 'Bad amount, below the minimum, missing Idempotency-Key'
@@ -459,6 +461,9 @@ class PayoutsApi(CustomerApi):
               content: {application/json: {schema: {$ref: '#/components/schemas/ErrorBody'}}}
             409:
               description: Already sent or finished
+              content: {application/json: {schema: {$ref: '#/components/schemas/ErrorBody'}}}
+            422:
+              description: The body is not a JSON object (send {})
               content: {application/json: {schema: {$ref: '#/components/schemas/ErrorBody'}}}
         """
         _json_body()

@@ -5,9 +5,10 @@ from .cashback import (Click, ClickVisit, FxRate, NetworkEvent, Order, PostbackR
 from .customers import Customer
 from .claims import Claim, ClaimCredit
 from .ledger import Account, AccountBalance, Entry, Posting
+from .referrals import ReferralReview
 from .payouts import (Payout, PayoutApproval, PayoutAttempt, PayoutDetails, ProviderCounter, ProviderHandle,
                       ProviderState)
 
 __all__ = ["Account", "AccountBalance", "AuditRecord", "Claim", "ClaimCredit", "Click", "ClickVisit", "Customer", "Entry",
            "FxRate", "NetworkEvent", "Order", "Posting", "PostbackRejection", "Promo", "ReconImport",
-           "ReconLine", "Payout", "PayoutApproval", "PayoutAttempt", "PayoutDetails", "ProviderState", "ProviderHandle", "ProviderCounter"]
+           "ReconLine", "ReferralReview", "Payout", "PayoutApproval", "PayoutAttempt", "PayoutDetails", "ProviderState", "ProviderHandle", "ProviderCounter"]

@@ -24,8 +24,37 @@ class Customer(Model):
     is_blocked = sa.Column(sa.Boolean, nullable=False, default=False)
     block_reason = sa.Column(sa.String(500), nullable=True)
     created_at = sa.Column(UtcDateTime, nullable=False, default=utcnow)
+    #: The code in the customer's referral link ``/r/<code>`` (random, unique; set on first use).
+    referral_code = sa.Column(sa.String(16), nullable=True, unique=True, index=True)
+    #: The referrer (first touch, kept on the account even when flagged).
+    referred_by_id = sa.Column(sa.Integer, sa.ForeignKey("customer.id"), nullable=True, index=True)
+    #: Why the referral attribution was refused or flagged for Support (NULL: clean).
+    referral_flag = sa.Column(sa.String(200), nullable=True)
+    #: When the customer confirmed the e-mail (self-registration); NULL: not (yet) confirmed.
+    email_confirmed_at = sa.Column(UtcDateTime, nullable=True)
+    #: HMAC of the registration device fingerprint (user agent, languages, client fingerprint).
+    #: Set only for self-registered customers: they must confirm their e-mail before withdrawing.
+    registration_fingerprint = sa.Column(sa.String(64), nullable=True, index=True)
+    #: HMAC of the registration IP address under the app secret (like ``ClickVisit.ip_hash``).
+    registration_ip_hash = sa.Column(sa.String(64), nullable=True, index=True)
+    #: The CPA partner this account belongs to (``partner_id`` of the partner directory), or NULL.
+    partner_id = sa.Column(sa.String(64), nullable=True, unique=True, index=True)
+    #: Logged in with a CPA-partner account (``portal.services.partners``): its statistics and
+    #: withdrawals live in the partner account, not in this cabinet.
+    partner_linked = sa.Column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
+    #: Where the partner's statistics and withdrawals are (from the directory).
+    partner_cabinet_url = sa.Column(sa.String(300), nullable=True)
 
     user = relationship(User)
+    referred_by = relationship("Customer", remote_side=[id], foreign_keys=[referred_by_id])
+
+    @property
+    def awaiting_email_confirmation(self) -> bool:
+        """Self-registered (has a registration fingerprint) and not confirmed yet.
+
+        Customers created by staff, the demo or the network import are vouched for.
+        """
+        return self.registration_fingerprint is not None and self.email_confirmed_at is None
 
     def __repr__(self) -> str:
         return f"<Customer {self.id} {self.email}>"

@@ -326,6 +326,9 @@ def seed(session: Session, sm, config: Mapping[str, Any] | None = None,
     postings_before = session.execute(sa.select(sa.func.count()).select_from(Posting)).scalar_one()
     _ensure_staff(session, sm, report)
     customers = _ensure_customers(session, sm, now, report)
+    from portal.services import referrals
+
+    referrals.seed_demo(session, customers, config)  # customer 3 referred by 1; 19 by 4, flagged
     _ensure_rates(session, now.date(), report)
     _ensure_promos(session, now, report)
     demo = _Demo(session, config, now, report)
@@ -337,6 +340,9 @@ def seed(session: Session, sm, config: Mapping[str, Any] | None = None,
     from portal.services import claims as claim_service
 
     claim_service.seed_demo(session, customers, config, now)
+    from portal.services import partners
+
+    partners.seed_demo(session, sm, config)  # customer 20 is partner-linked (CPA-partner login)
     session.flush()
     report.postings_created = session.execute(sa.select(sa.func.count()).select_from(Posting)).scalar_one() \
         - postings_before

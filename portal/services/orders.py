@@ -251,6 +251,9 @@ def sync_cashback(session: Session, order: Order, *, reference: str, actor: Acto
         result = ledger.post(session, kind=kind, reference=reference, legs=legs, actor=actor,
                              memo=f"order {order.network}:{order.network_order_id}")
     order.booked_in, order.booked_cashback, order.booked_from_promo = where, want.total, want.from_promo
+    from portal.services import referrals  # the referrer's reward follows this cashback (same transaction)
+
+    referrals.sync_reward(session, order, reference=reference, actor=actor)
     return result
 
 

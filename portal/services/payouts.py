@@ -228,6 +228,9 @@ def save_details(session: Session, customer: Customer, provider: PayoutProvider 
     session.flush()
     audit.record(session, actor, "payout_details.created", "payout_details", details.id,
                  after={"provider": provider.code, "account": mask(account)})
+    from portal.services import referrals  # the referrer's wallet or phone: flag for Support
+
+    referrals.check_payout_details(session, customer, details, actor=actor)
     return details
 
 
@@ -315,6 +318,12 @@ def request_withdrawal(session: Session, customer: Customer, *, details_id: int,
     if customer.is_blocked:
         raise DomainError(_l("Your account is blocked: withdrawals are not possible. Please contact support."),
                           code="customer_blocked")
+    from portal.services import accounts  # self-registered customers confirm their e-mail first
+
+    accounts.ensure_can_withdraw(customer)
+    from portal.services.partners import ensure_not_partner_linked
+
+    ensure_not_partner_linked(customer)  # 409 partner_linked: withdrawals are in the partner account
     details = session.get(PayoutDetails, details_id)
     if details is None or details.customer_id != customer.id or not details.is_active:
         raise NotFound(_l("These payout details were not found."), code="unknown_details")
@@ -459,6 +468,14 @@ def _schedule(delays: list[int], index: int, now: dt.datetime) -> dt.datetime:
     return now + dt.timedelta(seconds=delays[min(index, len(delays) - 1)])
 
 
+def _next_check(config: Mapping, checks: int, now: dt.datetime, retry_after: dt.timedelta | None) -> dt.datetime:
+    """When to ask about an attempt again: the check ladder, but never before the provider's
+    ``Retry-After`` — asking a throttled provider sooner only extends its block (QIWI's
+    history: more than 100 calls a minute blocks the wallet for five minutes)."""
+    when = _schedule(config["PAYOUT_CHECK_SECONDS"], checks, now)
+    return max(when, now + retry_after) if retry_after else when
+
+
 def apply_result(session: Session, attempt_id: int, result: Result, *, config: Mapping,
                  actor: Actor = Actor.system("worker"), now: dt.datetime | None = None) -> Payout:
     """Move the attempt and its payout on with a provider's answer about that attempt's key."""
@@ -489,12 +506,12 @@ def apply_result(session: Session, attempt_id: int, result: Result, *, config: M
             _fail(session, payout, "rejected_by_recipient", result.raw_message, actor)
     elif status in (PayoutStatus.PENDING, PayoutStatus.ACCEPTED):
         attempt.status = status.value
-        attempt.next_check_at = _schedule(config["PAYOUT_CHECK_SECONDS"], attempt.checks, now)
+        attempt.next_check_at = _next_check(config, attempt.checks, now, result.retry_after)
         if payout.state == "unknown":
             _move(session, payout, "submitting", actor, reason="provider has the payout")
     elif status is PayoutStatus.UNKNOWN:
         attempt.status = "unknown"
-        attempt.next_check_at = _schedule(config["PAYOUT_CHECK_SECONDS"], attempt.checks, now)
+        attempt.next_check_at = _next_check(config, attempt.checks, now, result.retry_after)
         if payout.state == "submitting":
             _move(session, payout, "unknown", actor, reason=error.value if error else "unknown")
     elif status is PayoutStatus.FAILED_RETRYABLE:
@@ -571,6 +588,10 @@ def fix_state(session: Session, payout_id: int, *, to: str, actor: Actor, reason
     payout = lock_payout(session, payout_id)
     if payout.state not in ("unknown", "submitting"):
         raise IllegalTransition(_l("Only a payout in an unknown state can be fixed by hand."))
+    # maker-checker as in decide(): "failed" would hand the money back while the provider may have paid
+    if actor.user_id is not None and (payout.customer.user_id == actor.user_id
+                                      or _own_wallet(session, actor.user_id, payout)):
+        raise MakerChecker(_l("You cannot settle your own withdrawal or a payout to your own wallet."))
     for attempt in payout.attempts:
         if attempt.status in ("submitting", "unknown", "pending", "accepted"):
             attempt.status, attempt.next_check_at = f"fixed_{to}"[:20], None

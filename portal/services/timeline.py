@@ -85,6 +85,7 @@ DETAIL_LABELS: dict[str, Any] = {
     "reason": _l("Reason"), "before": _l("Before"), "after": _l("After"), "object": _l("Object"),
     "order_date": _l("Order date"), "reply_sent": _l("Reply sent"), "review": _l("Review reasons"),
     "network": _l("Network"), "legs": _l("Entries"),
+    "referrer": _l("Referred by"), "referred": _l("Referred customer"), "flag": _l("Self-referral flag"),
 }
 
 #: Labels of amounts.
@@ -509,6 +510,9 @@ def timeline(session: Session, customer_id: int, *, show_pii: bool, limit: int =
     if "account" in wanted:
         user = session.get(User, customer.user_id) if customer.user_id is not None else None
         entries += _account(customer, user, until, since)
+        from portal.services import referrals  # referred by / referred customers
+
+        entries += referrals.timeline_entries(session, customer, until, since, limit)
     entries.sort(key=lambda e: e.sort_key, reverse=True)
     page, next_until = _cut(entries, limit)
     return Timeline(summary(session, customer, show_pii=show_pii), page, next_until)

@@ -29,4 +29,7 @@ def register(appbuilder: AppBuilder) -> None:
     from . import timeline
 
     timeline.register(appbuilder)
+    from . import accounts  # registration, password reset, referrals, blocking
+
+    accounts.register(appbuilder)
     api.register(appbuilder)

@@ -53,6 +53,10 @@ class LinkForm(FlaskForm):
     submit = SubmitField(_l("Buy with cashback"))
 
 
+#: Pages a partner-linked customer sees as a notice with a link to the partner account.
+PARTNER_HIDDEN = {"cabinet/index.html", "cabinet/orders.html", "cabinet/clicks.html", "cabinet/withdraw.html"}
+
+
 class CustomerPages:
     """Helpers of the customer's pages (mixed into their ``BaseView`` classes)."""
 
@@ -64,6 +68,14 @@ class CustomerPages:
 
     def _render(self, template: str, status: int = 200, **context):
         """Render a cabinet template (figures with the ``portal.formatting`` globals)."""
+        if template in PARTNER_HIDDEN:  # partner-linked: figures are in the partner account
+            from portal.services.partners import partner_notice
+
+            customer = context.get("customer") or self._customer()
+            notice = partner_notice(customer) if customer is not None else None
+            if notice is not None:
+                return self.render_template("cabinet/partner_linked.html", notice=notice,
+                                            form=context.get("form"), error=context.get("error")), status
         return self.render_template(template, **context), status
 
     def _not_a_customer(self):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask_appbuilder import AppBuilder, ModelView
+from flask_appbuilder.actions import action
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
 from portal.formatting import list_formatters
@@ -24,6 +25,16 @@ class CustomerView(ModelView):
         "locale": _l("Language"), "is_blocked": _l("Blocked"), "block_reason": _l("Block reason"),
         "created_at": _l("Registered"),
     }
+
+    # Support: block / unblock with a reason (portal/views/accounts.py; set customers.block)
+    @action("block", _l("Block or unblock"), single=True, multiple=False, icon="fa-ban")
+    def block_action(self, items):
+        from flask import abort, redirect, url_for
+
+        item = items[0] if isinstance(items, list) and items else items  # show page: a list of one
+        if not item:
+            abort(404)
+        return redirect(url_for("CustomerBlockView.block", customer_id=item.id))
 
 
 def register(appbuilder: AppBuilder) -> None:
