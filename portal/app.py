@@ -10,7 +10,7 @@ from flask_appbuilder import AppBuilder
 
 import config as config_module
 from portal import formatting, i18n, limits, observability, providers
-from portal.errors import set_error_handlers
+from portal.errors import protect_forms, set_error_handlers
 from portal.extensions import db, migrate
 from portal.models.types import render_item
 
@@ -46,7 +46,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                      render_as_batch=settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"),
                      compare_type=True, render_item=render_item)
     with app.app_context():
-        appbuilder = AppBuilder(update_perms=False)
+        from portal.security_manager import CashbackSecurityManager  # AUTH_DB + CPA-partner login
+
+        appbuilder = AppBuilder(update_perms=False, security_manager_class=CashbackSecurityManager)
         appbuilder.init_app(app, db.session)
         from portal import views
 
@@ -54,6 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         i18n.init_app(app)  # the locale of each request (API: Accept-Language)
     formatting.init_app(app)  # money(), when(), date(), number(), percent() in templates
     set_error_handlers(app)
+    protect_forms(app)  # CSRF on every portal POST (the REST APIs stay exempt)
     limits.init_app(app)  # login and public endpoints throttled (after the views exist)
     observability.init_app(app)  # /health, /health/ready, /metrics, request ids, logs
     providers.init_app(app)

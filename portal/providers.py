@@ -2,10 +2,13 @@
 
 Settings come from the environment only (``CASHBACK_PROVIDER_SETTINGS``, a JSON object
 ``{"code": {"base_url": …, "credentials": {…}, …}}``), never from the database, so
-credentials stay out of dumps and logs.  A broken plugin stops start-up with a
+credentials stay out of dumps and logs.  In production a provider without its own credentials
+there is not offered (its shipped defaults are its local sandbox's).  A broken plugin stops start-up with a
 ``PluginStartupError`` naming it.
 """
 from __future__ import annotations
+
+import logging
 
 from flask import Flask, current_app
 
@@ -13,13 +16,22 @@ from plugins import PayoutProvider
 from plugins.manager import collect_providers, get_plugin_manager
 
 EXTENSION = "payout_providers"
+log = logging.getLogger(__name__)
 
 
 def init_app(app: Flask) -> None:
     from portal.services.handles import DbHandleStore
 
     pm = get_plugin_manager(load_entrypoints=True)
-    built = collect_providers(pm, app.config["PAYOUT_PROVIDER_SETTINGS"])
+    settings = app.config["PAYOUT_PROVIDER_SETTINGS"]
+    built = collect_providers(pm, settings)
+    if app.config.get("CASHBACK_ENV") == "production":
+        # Providers ship their sandbox's base URL and credentials as defaults (the demo, the
+        # tests).  In production a provider runs only with credentials of its own from the
+        # environment: one without them is not offered at all, never run on the defaults.
+        for code in [code for code in built if not (settings.get(code) or {}).get("credentials")]:
+            log.warning("payout provider %s has no credentials in CASHBACK_PROVIDER_SETTINGS: not offered", code)
+            del built[code]
     store = DbHandleStore()
     for instance in built.values():
         instance.bind_handles(store)  # numeric handles and counters live in the database

@@ -19,9 +19,8 @@ from flask import Response, current_app, jsonify
 from flask_appbuilder import AppBuilder
 from flask_appbuilder.api import expose
 from flask_appbuilder.security.decorators import protect
-from flask_login import current_user
 
-from portal.api.customer import CustomerApi, _current_customer, _json_body, token_errors_as_401
+from portal.api.customer import CustomerApi, _current_customer, _current_user, _json_body, token_errors_as_401
 from portal.extensions import db
 from portal.models import Claim
 from portal.models.types import utcnow
@@ -116,7 +115,7 @@ class ClaimsApi(CustomerApi):
                   required: [order_number, order_date]
                   properties:
                     order_number: {type: string, example: '8100001234567'}
-                    order_date: {type: string, format: date}
+                    order_date: {type: string, format: date, example: '2026-11-20'}
                     amount_usd: {type: string, example: '25.00'}
                     screenshot: {type: string, format: byte, description: 'PNG or JPEG, base64, at most 2 MB'}
           responses:
@@ -139,7 +138,7 @@ class ClaimsApi(CustomerApi):
         config = current_app.config
         now = utcnow()
         data = claims.parse_claim(body, now=now, max_screenshot=int(config["CLAIM_SCREENSHOT_MAX_BYTES"]))
-        claim = claims.open_claim(db.session, customer, data, actor=Actor.user(current_user), opened_by="customer",
+        claim = claims.open_claim(db.session, customer, data, actor=Actor.user(_current_user()), opened_by="customer",
                                   channel="api", config=config, now=now)
         db.session.commit()
         response = jsonify(ok=True, claim=claim_json(claim))

@@ -233,7 +233,7 @@ class ClicksApi(CustomerApi):
                   type: object
                   required: [url]
                   properties:
-                    url: {type: string}
+                    url: {type: string, example: 'https://aliexpress.ru/item/1005001234567890.html'}
                     channel: {type: string, enum: [web, extension, app], default: web}
           responses:
             201:

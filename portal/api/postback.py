@@ -92,10 +92,12 @@ class NetworkPostbackApi(CashbackApi):
                     event_id:
                       type: string
                       maxLength: 120
+                      example: '8100001234567:paid'
                       description: The network's id of this event; (network, event_id) is unique.
                     order_id:
                       type: string
                       maxLength: 80
+                      example: '8100001234567'
                       description: The network's order number.
                     sub_id:
                       type: string

@@ -195,6 +195,10 @@ def parse_amount(raw: Any, field_name: str, errors: list[dict], *, required: boo
     return Decimal(text)
 
 
+#: No order is older than the network (AliExpress opened in 2010).
+EARLIEST_ORDER_DATE = dt.date(2010, 1, 1)
+
+
 def parse_claim(data: Mapping[str, Any], *, now: dt.datetime, screenshot: bytes | None = None,
                 max_screenshot: int = DEFAULT_SCREENSHOT_MAX_BYTES) -> ClaimInput:
     """Validate a claim's fields (text as typed or JSON values); ``Invalid`` lists every problem.
@@ -224,6 +228,9 @@ def parse_claim(data: Mapping[str, Any], *, now: dt.datetime, screenshot: bytes 
         errors.append(_field_error("order_date", _l("Enter the order date.")))
     if order_date is not None and order_date > now.date():
         errors.append(_field_error("order_date", _l("The order date cannot be in the future.")))
+        order_date = None
+    elif order_date is not None and order_date < EARLIEST_ORDER_DATE:  # 0001-01-01 overflowed the diagnosis
+        errors.append(_field_error("order_date", _l("Enter the order date as YYYY-MM-DD.")))
         order_date = None
     amount = parse_amount(data.get("amount_usd"), "amount_usd", errors, required=False)
     kind = None

@@ -49,9 +49,12 @@ def _check(session: Session, body: bytes, headers: Mapping[str, str], config: Ma
     except SignatureError as err:
         raise _reject(401, str(err.code), err.message) from None
     try:
-        data = json.loads(body.decode("utf-8"), parse_float=Decimal)
+        text = body.decode("utf-8")
+        data = json.loads(text, parse_float=Decimal)
     except (UnicodeDecodeError, ValueError):
         raise _reject(400, "malformed_body", _l("The body is not valid UTF-8 JSON.")) from None
+    if "\x00" in text or "\\u0000" in text.lower():  # a NUL cannot be stored (PostgreSQL text)
+        raise _reject(400, "malformed_body", _l("The body is not valid UTF-8 JSON."))
     try:
         return orders.parse_event(data, network)
     except DomainError as err:
@@ -73,9 +76,9 @@ def process_postback(session: Session, *, body: bytes, headers: Mapping[str, str
             status = 409 if isinstance(err, orders.EventConflict) else 422
             err = _reject(status, err.code, err.message)
         session.add(PostbackRejection(
-            network=(network_code(headers) or "")[:30] or None, reason=err.code[:40], message=str(err.message)[:400],
-            http_status=err.status, ip_hash=hash_ip(remote_ip, config["SECRET_KEY"]),
-            body_excerpt=body[:2000].decode("utf-8", "replace")))
+            network=(network_code(headers) or "").replace("\x00", "")[:30] or None, reason=err.code[:40],
+            message=str(err.message)[:400], http_status=err.status, ip_hash=hash_ip(remote_ip, config["SECRET_KEY"]),
+            body_excerpt=body[:2000].decode("utf-8", "replace").replace("\x00", "\ufffd")))
         session.commit()
         observability.POSTBACK_REJECTIONS.labels(reason=err.code[:40]).inc()
         raise err

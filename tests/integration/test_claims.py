@@ -391,6 +391,7 @@ def test_cabinet_open_list_show_and_refusals(app, client):
     """The cabinet form opens a claim (upload checked), lists it, shows the reply; bad input is 422."""
     anna = make_login_customer(app, "anna@test.local")
     boris = make_login_customer(app, "boris@test.local", "Boris")
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"  # the messages below are the English ones
     login(client, "anna@test.local")
     assert client.get("/cabinet/claims/").status_code == 200
     day = (dt.date.today() - dt.timedelta(days=1)).isoformat()

@@ -317,6 +317,7 @@ def test_other_roles_are_refused(client, make_user, role):
 def test_developers_and_admins_see_the_desk(client, make_user, role):
     """Developers and Admins open every desk page and see the sandbox form."""
     make_user("staff", role)
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
     login(client, "staff")
     for url in PAGES:
         assert client.get(url).status_code == 200, url

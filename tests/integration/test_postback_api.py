@@ -257,10 +257,10 @@ def test_csrf_protection_does_not_apply(pg_url, app, customers, make_user):
     response = strict.test_client().post(URL, data=raw, headers=headers)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert pending(strict, 2) == Decimal("7.00")
-    # …while the login form without a token is refused (re-rendered, no redirect)
+    # …while the login form without a token is refused before the view runs (portal-wide CSRF)
     make_user("formuser", "Support")
     refused = strict.test_client().post("/login/", data={"username": "formuser", "password": "pw-" + "x" * 8})
-    assert refused.status_code == 200
+    assert refused.status_code == 400
 
 
 def test_openapi_documents_body_and_signing_headers(app, client, make_user):
