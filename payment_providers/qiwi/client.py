@@ -205,6 +205,10 @@ def history_result(item: Mapping[str, Any], raw: str) -> Result:
 
 # --------------------------------------------------------------------------- the client
 
+#: How long QIWI blocks a wallet's history after more than 100 calls a minute [doc].
+HISTORY_BLOCK = timedelta(minutes=5)
+
+
 class QiwiClient:
     """One QIWI wallet (token + wallet number). Thread-safe (one session per thread)."""
 
@@ -307,8 +311,10 @@ class QiwiClient:
                 code = HTTP_ERRORS.get(status, ErrorCode.PROVIDER_UNAVAILABLE)
                 if status == 404:
                     code = ErrorCode.CONFIG
-                return Result.unknown(code, raw, retry_after=_retry_after(response)
-                                      if status in (423, 429) else None)
+                # 423: more than 100 history calls a minute block the wallet for five minutes
+                # [doc]; without a Retry-After we wait the block out instead of extending it
+                wait = (_retry_after(response) or HISTORY_BLOCK) if status in (423, 429) else None
+                return Result.unknown(code, raw, retry_after=wait)
             try:
                 page = _json(response)
                 items = page["data"]

@@ -110,3 +110,48 @@ def _eventually(predicate, attempts: int = 300):
             return value
         time.sleep(0.1)
     return predicate()
+
+
+def test_a_throttled_provider_is_asked_again_only_after_its_block(app, session, world):
+    """Soak finding 4: QIWI answers 423 after more than 100 history calls a minute and blocks the
+    wallet's history for five minutes [doc], with no Retry-After.  Status checks were scheduled
+    by the check ladder alone (seconds apart in the soak), hammering the blocked history; now a
+    423 means "ask again after the block", and every check honours a provider's Retry-After."""
+    import datetime as dt
+
+    from payment_providers.qiwi.client import HISTORY_BLOCK, QiwiClient
+    from payment_providers.qiwi.sandbox import DEFAULT_TOKEN, DEFAULT_WALLET, QiwiSandbox
+    from plugins import ErrorCode, PayoutStatus, Result
+    from portal.services import payouts
+
+    sandbox = QiwiSandbox(history_limit=0).start()  # the first history call already blocks
+    try:
+        client = QiwiClient(sandbox.url, DEFAULT_TOKEN, DEFAULT_WALLET, connect_timeout=2, read_timeout=5)
+        answer = client.find(12345)
+        assert (answer.status, answer.error) == (PayoutStatus.UNKNOWN, ErrorCode.RATE_LIMITED)
+        assert answer.retry_after == HISTORY_BLOCK
+    finally:
+        sandbox.stop()
+
+    app.config["PAYOUT_CHECK_SECONDS"], ladder = [1, 2, 3], app.config["PAYOUT_CHECK_SECONDS"]
+    try:
+        payout_id = withdraw(session, app, key="throttled").payout.id
+        jobs.submit_payout(payout_id)
+        session.expire_all()
+        attempt_id = session.get(Payout, payout_id).attempts[-1].id
+        now = utcnow()
+        payouts.apply_result(session, attempt_id, Result.unknown(ErrorCode.RATE_LIMITED, "423",
+                                                                 retry_after=HISTORY_BLOCK),
+                             config=app.config, now=now)
+        session.commit()
+        attempt = session.get(PayoutAttempt, attempt_id)
+        assert attempt.status == "unknown"
+        assert attempt.next_check_at >= now + HISTORY_BLOCK  # not the ladder's 1 s
+        assert jobs.janitor()["checks"] == 0  # nothing due: the janitor does not hammer either
+        # without a Retry-After the ladder rules as before
+        payouts.apply_result(session, attempt_id, Result.unknown(ErrorCode.TIMEOUT, "timeout"),
+                             config=app.config, now=now)
+        session.commit()
+        assert session.get(PayoutAttempt, attempt_id).next_check_at <= now + dt.timedelta(seconds=3)
+    finally:
+        app.config["PAYOUT_CHECK_SECONDS"] = ladder

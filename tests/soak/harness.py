@@ -91,7 +91,15 @@ def wallet(n: int, code: str = "test") -> str:
     return f"TEST-{body}{luhn_check_digit(body)}"
 
 
-def sandbox_for(code: str, settle_after: float = 0.0):
+#: QIWI allows 100 history calls a minute per wallet, then blocks it for five minutes [doc].
+#: The soak compresses the status-check ladder from minutes–days to 1–3 s (and pushes more
+#: QIWI payouts a minute than a real wallet would carry), so it scales that budget with it;
+#: riding out a real block (checks wait for it, never hammer) is tested in
+#: tests/integration/test_soak_regressions.py.
+SOAK_QIWI_HISTORY_LIMIT = 2000
+
+
+def sandbox_for(code: str, settle_after: float = 0.0, *, qiwi_history_limit: int = 100):
     """The provider's sandbox, answering at once where its protocol allows, with a deep float;
     and the suffix of its ``base_url``."""
     balance = Decimal("100000000.00")
@@ -110,7 +118,7 @@ def sandbox_for(code: str, settle_after: float = 0.0):
     if code == "qiwi":
         from payment_providers.qiwi.sandbox import QiwiSandbox
 
-        return QiwiSandbox(settle_after=settle_after, balance=balance), ""
+        return QiwiSandbox(settle_after=settle_after, balance=balance, history_limit=qiwi_history_limit), ""
     if code == "webmoney":
         from payment_providers.webmoney.sandbox import WebMoneySandbox
 
@@ -767,7 +775,7 @@ def run(config: SoakConfig | None = None) -> SoakResult:
         redis_server.start()
         settings = {}
         for name, codes in SANDBOXES.items():
-            sandbox, suffix = sandbox_for(name)
+            sandbox, suffix = sandbox_for(name, qiwi_history_limit=SOAK_QIWI_HISTORY_LIMIT)
             sandboxes[name] = sandbox.start()
             for code in codes:
                 settings[code] = {"base_url": sandbox.url + suffix, "read_timeout": 2, "connect_timeout": 1}
