@@ -36,7 +36,7 @@ class PeriodForm(FlaskForm):
         csrf = False
 
     since = DateField(_l("From"), validators=[Optional()])
-    until = DateField(_l("To"), validators=[Optional()])
+    until = DateField(_l("Until"), validators=[Optional()])
 
 
 def read_period(args) -> tuple[PeriodForm, dashboard.Period | None, list[str]]:
@@ -87,8 +87,8 @@ def payouts_chart(period: dashboard.Period, series: list[dashboard.ProviderDays]
 
 def claims_chart(period: dashboard.Period, rows: list[dashboard.ClaimsDay]):
     return bar_chart(_day_labels(period), [
-        Series(_("Opened"), [r.opened for r in rows]),
-        Series(_("Resolved"), [r.resolved for r in rows]),
+        Series(_("Claims opened"), [r.opened for r in rows]),
+        Series(_("Claims resolved"), [r.resolved for r in rows]),
     ], title=_("Claims per day"), x_label=_("Day (UTC)"), y_label=_("Claims"), fmt=number)
 
 
