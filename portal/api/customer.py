@@ -37,7 +37,7 @@ from portal.errors import Invalid
 from portal.extensions import db
 from portal.i18n import _
 from portal.models.types import utcnow
-from portal.services import clicks, customer_views as cv, links
+from portal.services import clicks, customer_views as cv, links, partners
 from portal.services.customer_views import NotACustomer
 
 #: Exceptions Flask-JWT-Extended raises for a missing, malformed, expired or revoked token.
@@ -296,8 +296,12 @@ class MeApi(CustomerApi):
             403:
               description: Not a customer
               content: {application/json: {schema: {$ref: '#/components/schemas/ErrorBody'}}}
+            409:
+              description: 'A partner-linked account (partner_linked), whose statistics are in the CPA partner account'
+              content: {application/json: {schema: {$ref: '#/components/schemas/ErrorBody'}}}
         """
         customer = _current_customer()
+        partners.ensure_statistics_here(customer)  # shown in the partner account
         view = cv.balance(db.session, customer.id, minimum_usd=current_app.config["MIN_WITHDRAWAL_USD"],
                           day=utcnow().date())
         return jsonify(ok=True, **view.as_json())
@@ -321,11 +325,15 @@ class MeApi(CustomerApi):
             403:
               description: Not a customer
               content: {application/json: {schema: {$ref: '#/components/schemas/ErrorBody'}}}
+            409:
+              description: 'A partner-linked account (partner_linked), whose statistics are in the CPA partner account'
+              content: {application/json: {schema: {$ref: '#/components/schemas/ErrorBody'}}}
             422:
               description: Bad page arguments
               content: {application/json: {schema: {$ref: '#/components/schemas/ErrorBody'}}}
         """
         customer = _current_customer()
+        partners.ensure_statistics_here(customer)  # shown in the partner account
         page, size = cv.parse_paging(request.args)
         result = cv.orders_page(db.session, customer.id, page, size)
         return jsonify(ok=True, **result.meta(), orders=[order_json(line) for line in result.items])
@@ -349,11 +357,15 @@ class MeApi(CustomerApi):
             403:
               description: Not a customer
               content: {application/json: {schema: {$ref: '#/components/schemas/ErrorBody'}}}
+            409:
+              description: 'A partner-linked account (partner_linked), whose statistics are in the CPA partner account'
+              content: {application/json: {schema: {$ref: '#/components/schemas/ErrorBody'}}}
             422:
               description: Bad page arguments
               content: {application/json: {schema: {$ref: '#/components/schemas/ErrorBody'}}}
         """
         customer = _current_customer()
+        partners.ensure_statistics_here(customer)  # shown in the partner account
         page, size = cv.parse_paging(request.args)
         result = cv.clicks_page(db.session, customer.id, page, size)
         return jsonify(ok=True, **result.meta(), clicks=[click_json(line) for line in result.items])

@@ -292,6 +292,15 @@ def ensure_not_partner_linked(customer: Customer) -> None:
                             partner_cabinet_url=customer.partner_cabinet_url)
 
 
+def ensure_statistics_here(customer: Customer) -> None:
+    """:raises PartnerLinked: (409, ``partner_linked``) when the customer's balance, orders
+    and clicks are shown in the partner account (the customer API of the app/extension)."""
+    if getattr(customer, "partner_linked", False):
+        raise PartnerLinked(_l("Your statistics and withdrawals are in your partner account: %(url)s",
+                               url=customer.partner_cabinet_url or ""),
+                            partner_cabinet_url=customer.partner_cabinet_url)
+
+
 def partner_self_referral(session: Session, email: str, referral_code: str | None,
                           directory: PartnerDirectory | None = None) -> str | None:
     """Why registering ``email`` through ``referral_code`` is refused, or None.

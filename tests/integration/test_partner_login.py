@@ -405,3 +405,18 @@ def test_seed_demo_links_customer_20_and_the_cli_command_exists(app, clean_db):
     assert audit_actions(app, linked.id).count("customer.partner_linked") == 1
     help_ = runner.invoke(args=["partner-directory", "--help"])
     assert help_.exit_code == 0 and "--port" in help_.output
+
+
+def test_partner_linked_statistics_are_refused_in_the_customer_api(app, client):
+    """The app/extension's balance, orders and clicks: 409 partner_linked pointing at the partner
+    account (the cabinet shows the same notice); a click still works — the customer still earns."""
+    token = jwt_login(client, "partner-demo", "partner-demo").get_json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}", **EN}
+    for path in ("/api/v1/me/balance", "/api/v1/me/orders", "/api/v1/me/clicks"):
+        response = client.get(path, headers=headers)
+        body = response.get_json()
+        assert response.status_code == 409 and body["error"]["code"] == "partner_linked", (path, body)
+        assert "/cabinet/P-1001" in body["error"]["message"]
+    click = client.post("/api/v1/clicks", json={"url": "https://aliexpress.ru/item/1005004000000101.html",
+                                                "channel": "extension"}, headers=headers)
+    assert click.status_code in (200, 201), click.get_json()
