@@ -15,6 +15,9 @@ export CASHBACK_PARTNER_DIRECTORY_TOKEN=partner-directory-dev-token
 # Registration and password mail go to the local outbox started below (instance/outbox/*.eml);
 # referrers earn 5 % of their friends' available cashback in the demo (off by default).
 export MAIL_SERVER=127.0.0.1 MAIL_PORT=8025 MAIL_USE_TLS=0 CASHBACK_REFERRAL_REWARD_PERCENT=5
+# Provider settings: the defaults (every sandbox) plus a low-balance threshold for MegaFon, whose
+# seeded balance is below it: the providers page shows the warning.
+export CASHBACK_PROVIDER_SETTINGS='{"test": {"base_url": "http://127.0.0.1:8765", "read_timeout": 10}, "megafon": {"low_balance": "20000"}}'
 log "migrating the database"
 .venv/bin/cashback db upgrade
 log "syncing roles"
