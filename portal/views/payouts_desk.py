@@ -61,6 +61,9 @@ PAGE_LIMIT = 200
 #: Who sees full accounts: everyone else sees ``mask(account)``.
 PII_PERMISSION = ("can_pii", "PayoutView")
 
+#: The circuit breaker's states as Finance reads them.
+BREAKER_LABELS = {"closed": _l("working"), "open": _l("paused")}
+
 REASON_LABELS = {
     "amount_above_threshold": _l("Amount above the review threshold"),
     "new_payout_details": _l("New payout details"),
@@ -388,6 +391,7 @@ class PayoutProviderView(BaseView):
     def _page(self, status: int = 200):
         return self.render_template(
             "payouts/providers.html", rows=provider_rows(), form=ReasonForm(formdata=None),
+            breaker_labels=BREAKER_LABELS,
             csrf_form=CsrfForm(formdata=None),
             can_write=current_app.appbuilder.sm.has_access("can_write", "PayoutProviders"),
             title=_("Payout providers")), status
