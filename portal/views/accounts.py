@@ -46,7 +46,7 @@ from portal.i18n import _, _l, select_locale
 from portal.models import Customer
 from portal.services import accounts, customers, referrals
 from portal.services.audit import Actor
-from portal.views.cabinet import CustomerPages
+from portal.views.cabinet import CustomerPages, customer_page
 
 #: Where the first-touch referral code waits for the registration.
 SESSION_REFERRAL = "referral_code"
@@ -285,10 +285,8 @@ class CustomerReferralsView(CustomerPages, BaseView):
 
     @expose("/")
     @has_access
-    def index(self):
-        customer = self._customer()
-        if customer is None:
-            return self._not_a_customer()
+    @customer_page
+    def index(self, customer: Customer):
         stats = referrals.stats(db.session, customer)
         db.session.commit()  # a customer's first visit makes their code
         link = f"{_base_url()}{url_for('ReferralLinkView.follow', code=stats.code)}"

@@ -24,6 +24,7 @@ A ``HEAD`` request (link previews) is redirected without being logged.
 """
 from __future__ import annotations
 
+import functools
 import secrets
 
 from flask import current_app, flash, redirect, request, url_for
@@ -55,6 +56,21 @@ class LinkForm(FlaskForm):
 
 #: Pages a partner-linked customer sees as a notice with a link to the partner account.
 PARTNER_HIDDEN = {"cabinet/index.html", "cabinet/orders.html", "cabinet/clicks.html", "cabinet/withdraw.html"}
+
+
+def customer_page(view):
+    """A cabinet view of the login's own customer: the view receives that ``Customer`` after
+    ``self``; a login that is not a customer gets the "not a customer" page (403).  Put it
+    under ``@has_access`` (the permission check comes first)."""
+
+    @functools.wraps(view)
+    def wrapper(self, *args, **kwargs):
+        customer = self._customer()
+        if customer is None:
+            return self._not_a_customer()
+        return view(self, customer, *args, **kwargs)
+
+    return wrapper
 
 
 class CustomerPages:
@@ -107,18 +123,14 @@ class CabinetView(CustomerPages, BaseView):
 
     @expose("/")
     @has_access
-    def index(self):
-        customer = self._customer()
-        if customer is None:
-            return self._not_a_customer()
+    @customer_page
+    def index(self, customer: Customer):
         return self._index(customer, LinkForm())
 
     @expose("/buy", methods=["POST"])
     @has_access
-    def buy(self):
-        customer = self._customer()
-        if customer is None:
-            return self._not_a_customer()
+    @customer_page
+    def buy(self, customer: Customer):
         form = LinkForm()
         if not form.validate_on_submit():
             # the only validator is Flask-WTF's CSRF check
@@ -134,10 +146,8 @@ class CabinetView(CustomerPages, BaseView):
 
     @expose("/ready/<sub_id>")
     @has_access
-    def ready(self, sub_id: str):
-        customer = self._customer()
-        if customer is None:
-            return self._not_a_customer()
+    @customer_page
+    def ready(self, customer: Customer, sub_id: str):
         try:
             click = cv.own_click(db.session, customer.id, sub_id)
         except DomainError as err:
@@ -151,10 +161,8 @@ class CabinetView(CustomerPages, BaseView):
 
     @expose("/orders")
     @has_access
-    def orders(self):
-        customer = self._customer()
-        if customer is None:
-            return self._not_a_customer()
+    @customer_page
+    def orders(self, customer: Customer):
         page, size = self._paging()
         return self._render("cabinet/orders.html", page=cv.orders_page(db.session, customer.id, page, size),
                             status_label=lambda code: cv.label(cv.ORDER_STATUS_LABELS, code),
@@ -162,10 +170,8 @@ class CabinetView(CustomerPages, BaseView):
 
     @expose("/clicks")
     @has_access
-    def click_list(self):
-        customer = self._customer()
-        if customer is None:
-            return self._not_a_customer()
+    @customer_page
+    def click_list(self, customer: Customer):
         page, size = self._paging()
         return self._render("cabinet/clicks.html", page=cv.clicks_page(db.session, customer.id, page, size),
                             is_spam=lambda n: cv.is_spam(n, current_app.config))
@@ -245,18 +251,14 @@ class WithdrawView(CustomerPages, BaseView):
 
     @expose("/")
     @has_access
-    def index(self):
-        customer = self._customer()
-        if customer is None:
-            return self._not_a_customer()
+    @customer_page
+    def index(self, customer: Customer):
         return self._page(customer)
 
     @expose("/details", methods=["POST"])
     @has_access
-    def add_details(self):
-        customer = self._customer()
-        if customer is None:
-            return self._not_a_customer()
+    @customer_page
+    def add_details(self, customer: Customer):
         form = DetailsForm()
         form.provider.choices = [(code, code) for code in providers.all_providers()]
         if not form.validate_on_submit():
@@ -277,10 +279,8 @@ class WithdrawView(CustomerPages, BaseView):
 
     @expose("/request", methods=["POST"])
     @has_access
-    def withdraw(self):
-        customer = self._customer()
-        if customer is None:
-            return self._not_a_customer()
+    @customer_page
+    def withdraw(self, customer: Customer):
         form = WithdrawForm()
         form.details.choices = [(d.id, str(d.id)) for d in payout_api.saved_details(db.session, customer.id)]
         if not form.validate_on_submit():
@@ -301,10 +301,8 @@ class WithdrawView(CustomerPages, BaseView):
 
     @expose("/<int:payout_id>/cancel", methods=["POST"])
     @has_access
-    def cancel(self, payout_id: int):
-        customer = self._customer()
-        if customer is None:
-            return self._not_a_customer()
+    @customer_page
+    def cancel(self, customer: Customer, payout_id: int):
         form = CancelForm()
         if not form.validate_on_submit():
             return self._refused(customer, form)

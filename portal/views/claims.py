@@ -34,7 +34,7 @@ from portal.models.types import utcnow
 from portal.services import claims
 from portal.services.audit import Actor
 from portal.services.customers import normalize_email
-from portal.views.cabinet import CustomerPages
+from portal.views.cabinet import CustomerPages, customer_page
 
 #: Refused form submissions answer with this status (the page shows the form and why).
 REFUSED = 422
@@ -106,18 +106,14 @@ class CustomerClaimsView(CustomerPages, BaseView):
 
     @expose("/")
     @has_access
-    def index(self):
-        customer = self._customer()
-        if customer is None:
-            return self._not_a_customer()
+    @customer_page
+    def index(self, customer: Customer):
         return self._index(customer)
 
     @expose("/new", methods=["POST"])
     @has_access
-    def create(self):
-        customer = self._customer()
-        if customer is None:
-            return self._not_a_customer()
+    @customer_page
+    def create(self, customer: Customer):
         form = ClaimForm()
         if not form.validate_on_submit():
             return self._index(customer, form, _("The form has expired. Reload the page and try again."), 400)
@@ -133,10 +129,8 @@ class CustomerClaimsView(CustomerPages, BaseView):
 
     @expose("/<int:claim_id>")
     @has_access
-    def show(self, claim_id: int):
-        customer = self._customer()
-        if customer is None:
-            return self._not_a_customer()
+    @customer_page
+    def show(self, customer: Customer, claim_id: int):
         try:
             claim = claims.own_claim(db.session, customer.id, claim_id)
         except DomainError as err:
