@@ -71,7 +71,7 @@ from portal.models import Claim, ClaimCredit, Click, ClickVisit, Customer, Netwo
 from portal.models.types import utcnow
 from portal.services import audit, ledger
 from portal.services.audit import Actor
-from portal.services.customer_views import ORDER_STATUS_LABELS, is_spam, label
+from portal.services.customer_views import BOOKED_IN_LABELS, ORDER_STATUS_LABELS, is_spam, label
 
 STATES = ("open", "diagnosed", "escalated", "resolved_credit", "resolved_rejected")
 RESOLVED = ("resolved_credit", "resolved_rejected")
@@ -265,6 +265,10 @@ class Diagnosis:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
+#: Clicks up to this many days after the order are looked at too (``click_after_order``).
+CLICKS_AFTER_DAYS = 7
+
+
 def _iso(value: dt.datetime | dt.date | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -315,7 +319,7 @@ def diagnose_order(session: Session, customer_id: int, order_number: str, order_
     lookback = dt.timedelta(days=int(config.get("CLAIM_CLICK_LOOKBACK_DAYS", 30)))
     clicks = session.execute(
         sa.select(Click).where(Click.customer_id == customer_id, Click.created_at >= order_time - lookback,
-                               Click.created_at <= order_time + dt.timedelta(days=7))
+                               Click.created_at <= order_time + dt.timedelta(days=CLICKS_AFTER_DAYS))
         .order_by(Click.created_at, Click.id).limit(200)).scalars().all()
     visits: dict[int, list[ClickVisit]] = {c.id: [] for c in clicks}
     if clicks:
@@ -463,7 +467,11 @@ def render_reply(reason_code: str, *, customer_name: str, order_number: str, ord
         "status": label(ORDER_STATUS_LABELS, facts.get("status")).lower(),
         "event_time": when(facts.get("event_time")),
     }
-    body = str(REPLIES[reason_code]) % values
+    template = str(REPLIES[reason_code])
+    for key, value in values.items():  # "23 нояб. 2026 г." ends the sentence itself: no "г.."
+        if value.endswith("."):
+            template = template.replace(f"%({key})s.", f"%({key})s")
+    body = template % values
     return "\n\n".join([str(GREETING) % {"name": customer_name or "—"}, body, str(SIGNATURE)])
 
 
@@ -478,6 +486,190 @@ def suggested_reply(customer: Customer, claim: Claim, diagnosis: Diagnosis) -> s
         return render_reply(diagnosis.reason_code, **kwargs)
     with force_locale(customer.locale or "ru"):
         return render_reply(diagnosis.reason_code, **kwargs)
+
+
+# --- the evidence, for people -------------------------------------------------------------------
+
+#: What each verdict means for the customer (one line, for the agent reading the claim).
+REASON_MEANINGS = {
+    "no_click": _l("The customer did not follow our link before the order, so the network could not "
+                   "link the purchase to them."),
+    "click_after_order": _l("The customer followed our link only after the order was paid."),
+    "channel_mismatch": _l("The customer clicked in a browser but paid in the AliExpress app; the network "
+                           "does not link the two."),
+    "cart_before_click": _l("The network says the items were in the cart before our click: it pays no "
+                            "commission for them."),
+    "click_spam": _l("The product link was opened many times in a short time: the network treats it as spam."),
+    "foreign_coupon": _l("A coupon or bonus programme of another service was used: that service gets the "
+                         "commission."),
+    "not_reported": _l("Our click is there, but the network did not report the order to us under it "
+                       "(often an extension or ad blocker replaced our link)."),
+    "awaiting_confirmation": _l("The order is paid and its cashback is pending until the network confirms it."),
+    "cancelled_or_refunded": _l("The network reported the order as cancelled or refunded: no cashback for "
+                                "those amounts."),
+    "credited": _l("The cashback is already on the customer's available balance: nothing is missing."),
+}
+#: What the agent should do next, per verdict.
+REASON_NEXT_STEPS = {
+    "no_click": _l("Reject with the reply template; there is nothing to credit."),
+    "click_after_order": _l("Reject with the reply template; there is nothing to credit."),
+    "channel_mismatch": _l("Reject with the reply template, which explains how to pay in the same browser."),
+    "cart_before_click": _l("Reject with the reply template; there is nothing to credit."),
+    "click_spam": _l("Reject with the reply template; there is nothing to credit."),
+    "foreign_coupon": _l("Reject with the reply template; there is nothing to credit."),
+    "not_reported": _l("Escalate to the network, or propose a credit if the click is convincing."),
+    "awaiting_confirmation": _l("Send the reply template: tell the customer to wait until %(date)s."),
+    "cancelled_or_refunded": _l("Reject with the reply template; only the cashback still booked is due."),
+    "credited": _l("Send the reply template and reject the claim: nothing more is due."),
+}
+TIME_SOURCE_LABELS = {
+    "order": _l("the network's payment time of the order"),
+    "event": _l("the time of the network's first event"),
+    "claim_date": _l("the end of the claimed day (the network reported nothing)"),
+}
+
+
+@dataclass(frozen=True)
+class ClickRow:
+    id: int
+    at: dt.datetime | None
+    product_id: str | None
+    channel: str | None
+    sub_id: str | None
+    repeat_count: int
+    visits: int
+    before_order: bool
+    #: The customer's timeline up to a minute after the click (the click is at its top).
+    timeline_until: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class OrderRow:
+    network_order_id: str | None
+    network: str | None
+    status: str
+    amount_usd: Decimal | None
+    refunded_usd: Decimal | None
+    cashback_usd: Decimal | None
+    booked_in: str
+    channel: str | None
+    sub_id: str | None
+    paid_at: dt.datetime | None
+    #: Reported for this customer (under one of their clicks).
+    for_customer: bool
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EventRow:
+    event_id: str | None
+    status: str
+    at: dt.datetime | None
+    channel: str | None
+    sub_id: str | None
+    outcome: str | None
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EvidenceView:
+    """The diagnosis evidence as an agent reads it (``evidence_view``); the template only renders."""
+
+    reason_code: str | None
+    verdict: str
+    meaning: str
+    next_step: str
+    customer_id: int | None
+    clicks: tuple[ClickRow, ...]
+    orders: tuple[OrderRow, ...]
+    events: tuple[EventRow, ...]
+    order_time: dt.datetime | None
+    order_time_source: str
+    window_from: dt.datetime | None
+    window_to: dt.datetime | None
+    lookback_days: int | None
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def _money(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value)) if value not in (None, "", "None") else None
+    except ArithmeticError:
+        return None
+
+
+def _flags(row: Mapping[str, Any], channel: str | None) -> tuple[str, ...]:
+    flags = []
+    if row.get("coupon_used"):
+        flags.append(str(_l("coupon or bonus programme used")))
+    if row.get("items_in_cart_before_click"):
+        flags.append(str(_l("items in the cart before the click")))
+    if channel == "app":
+        flags.append(str(_l("paid in the app")))
+    return tuple(flags)
+
+
+def evidence_view(claim: Claim, *, confirmation_days: int = 60) -> EvidenceView:
+    """Turn a claim's stored evidence (``claim.verdict``, the JSON of ``diagnose_order``) into rows to show.
+
+    Pure: reads only the claim's fields (no queries), so older or partial evidence gives
+    fewer rows, never an error.  Strings are in the current locale; times are aware datetimes
+    and amounts Decimals (the template formats them).
+    """
+    evidence: Mapping[str, Any] = claim.verdict if isinstance(claim.verdict, Mapping) else {}
+    code = claim.reason_code
+    order_time = _time(evidence.get("order_time"))
+    lookback = evidence.get("lookback_days")
+    lookback = int(lookback) if isinstance(lookback, int) else None
+
+    clicks: list[ClickRow] = []
+    for key, before in (("clicks_before", True), ("clicks_after", False)):
+        for row in evidence.get(key) or []:
+            at = _time(row.get("created_at"))
+            clicks.append(ClickRow(
+                id=row.get("id"), at=at, product_id=row.get("product_id"), channel=row.get("channel"),
+                sub_id=row.get("sub_id"), repeat_count=int(row.get("repeat_count") or 1),
+                visits=len(row.get("visits") or []), before_order=before,
+                timeline_until=at + dt.timedelta(minutes=1) if at else None))
+
+    orders = tuple(OrderRow(
+        network_order_id=row.get("network_order_id"), network=row.get("network"),
+        status=label(ORDER_STATUS_LABELS, row.get("status")), amount_usd=_money(row.get("amount_usd")),
+        refunded_usd=_money(row.get("refunded_usd")), cashback_usd=_money(row.get("booked_cashback")),
+        booked_in=label(BOOKED_IN_LABELS, row.get("booked_in")), channel=row.get("channel"),
+        sub_id=row.get("sub_id"), paid_at=_time(row.get("paid_at")),
+        for_customer=row.get("customer_id") is not None and row.get("customer_id") == claim.customer_id,
+        flags=_flags(row, row.get("channel"))) for row in evidence.get("orders") or [])
+    events = tuple(EventRow(
+        event_id=row.get("event_id"), status=label(ORDER_STATUS_LABELS, row.get("status")),
+        at=_time(row.get("event_time")), channel=row.get("channel"), sub_id=row.get("sub_id"),
+        outcome=row.get("outcome"), flags=_flags(row, row.get("channel"))) for row in evidence.get("events") or [])
+
+    meaning = str(REASON_MEANINGS.get(code or "", "")) if code else str(_l("The claim has not been checked yet."))
+    if code == "awaiting_confirmation":
+        from portal.formatting import date
+
+        paid = next((o.paid_at for o in orders if o.for_customer and o.paid_at), None) or order_time
+        until = date(paid + dt.timedelta(days=confirmation_days)) if paid else "—"
+        next_step = str(REASON_NEXT_STEPS[code]) % {"date": until}
+    else:
+        next_step = str(REASON_NEXT_STEPS.get(code or "", ""))
+    return EvidenceView(
+        reason_code=code, verdict=label(REASON_LABELS, code) if code else "—", meaning=meaning, next_step=next_step,
+        customer_id=claim.customer_id, clicks=tuple(clicks), orders=orders, events=events,
+        order_time=order_time, order_time_source=label(TIME_SOURCE_LABELS, evidence.get("order_time_source")),
+        window_from=order_time - dt.timedelta(days=lookback) if order_time and lookback is not None else None,
+        window_to=order_time + dt.timedelta(days=CLICKS_AFTER_DAYS) if order_time else None,
+        lookback_days=lookback)
 
 
 # --- reading ------------------------------------------------------------------------------------

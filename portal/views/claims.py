@@ -218,6 +218,8 @@ class ClaimDeskView(BaseView):
         return self.render_template(
             "claims/desk_show.html", claim=claim, customer=claim.customer, state_label=state_label,
             reason_label=reason_label, evidence=json.dumps(claim.verdict or {}, indent=2, ensure_ascii=False),
+            checked=claims.evidence_view(claim, confirmation_days=int(config.get("CLAIM_CONFIRMATION_DAYS", 60))),
+            can_timeline=current_app.appbuilder.sm.has_access("can_read", "CustomerTimeline"),
             deadline=claims.sla_deadline(claim, config), breaching=claims.is_breaching(claim, config, utcnow()),
             can_work=self.can_work(), reply_form=reply,
             reject_form=forms.pop("reject_form", None) or NoteForm(formdata=None, prefix="reject"),

@@ -46,7 +46,7 @@ def open_claim(page, email: str, order: str, day: dt.date, amount: str) -> int:
 
 
 def evidence(page) -> dict:
-    return json.loads(page.locator("#claim-evidence").inner_text())
+    return json.loads(page.locator("#claim-evidence").text_content())  # the raw JSON, in a collapsed <details>
 
 
 def test_support_answers_a_no_click_claim_and_proposes_a_credit(new_context, portal_db, screenshot):

@@ -3,6 +3,7 @@ credits through the ledger, the SLA list, the customer API and cabinet, the desk
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import io
 from decimal import Decimal
@@ -541,3 +542,139 @@ def test_seed_demo_on_sqlite_has_every_reason_code(tmp_path):
     login(client, email, demo.CUSTOMER_PASSWORD)
     page = client.get(f"/cabinet/claims/{claim_id}")
     assert page.status_code == 200
+
+
+# --- "What we checked": the evidence for people -------------------------------------------------------------
+
+@contextlib.contextmanager
+def english(app):
+    from flask_babel import force_locale
+
+    with app.test_request_context("/"), force_locale("en"):
+        yield
+
+
+def test_evidence_view_turns_the_evidence_into_rows(app, session):
+    """not_reported: our click (before the order) with its timeline time, no orders; no_click: nothing, and advice."""
+    anna = new_customer(session)
+    order_no, day, relevant = s_not_reported(app, session, anna)
+    reported = open_for(app, session, anna, order_no, day)
+    ivan = new_customer(session, "ivan@test.local", name="Ivan")
+    rejected = open_for(app, session, ivan, "O-1", T0.date())
+    session.commit()
+
+    with english(app):
+        shown, nothing = claims.evidence_view(reported), claims.evidence_view(rejected)
+    assert (shown.reason_code, shown.verdict) == ("not_reported", "Not reported to us by the network")
+    assert "escalate to the network" in shown.next_step.lower() and "credit" in shown.next_step
+    assert [(c.id, c.before_order, c.channel, c.repeat_count, c.visits) for c in shown.clicks] == [
+        (relevant["click_id"], True, "web", 1, 0)]
+    click_row = shown.clicks[0]
+    assert click_row.at == T0 - dt.timedelta(minutes=30)
+    assert click_row.timeline_until == click_row.at + dt.timedelta(minutes=1)
+    assert click_row.product_id and click_row.sub_id
+    assert shown.orders == () and shown.events == () and shown.customer_id == anna.id
+    assert shown.lookback_days == app.config["CLAIM_CLICK_LOOKBACK_DAYS"]
+    assert shown.window_to - shown.window_from == dt.timedelta(days=shown.lookback_days + claims.CLICKS_AFTER_DAYS)
+
+    assert nothing.reason_code == "no_click" and nothing.clicks == () and nothing.orders == ()
+    assert "reject with the reply template" in nothing.next_step.lower() and "nothing to credit" in nothing.next_step
+    assert "did not follow our link" in nothing.meaning
+
+
+def test_evidence_view_lists_orders_with_amounts_flags_and_the_wait(app, session):
+    """A reported order shows its status, amounts (Decimal) and flags; awaiting_confirmation names the date."""
+    anna = new_customer(session)
+    order_no, day, _relevant = s_awaiting_confirmation(app, session, anna)
+    waiting = open_for(app, session, anna, order_no, day)
+    ivan = new_customer(session, "ivan@test.local", name="Ivan")
+    coupon_no, coupon_day, _ = s_foreign_coupon(app, session, ivan)
+    coupon = open_for(app, session, ivan, coupon_no, coupon_day)
+    session.commit()
+
+    with english(app):
+        shown, flagged = claims.evidence_view(waiting, confirmation_days=60), claims.evidence_view(coupon)
+    order = shown.orders[0]
+    assert (order.network_order_id, order.status, order.amount_usd, order.for_customer) == (
+        "O-8", "Paid", Decimal("40.00"), True)
+    assert order.cashback_usd > 0 and order.booked_in == "Pending" and order.paid_at == T0
+    assert [e.status for e in shown.events] == ["Paid"]
+    assert "Jan 18, 2027" in shown.next_step  # T0 (Nov 19, 2026) + 60 days
+
+    assert flagged.reason_code == "foreign_coupon"
+    assert "coupon or bonus programme used" in flagged.orders[0].flags
+    assert "coupon or bonus programme used" in flagged.events[0].flags
+
+
+def _outside_details(html: str) -> str:
+    start, end = html.index("<details"), html.index("</details>")
+    assert start < html.index('id="claim-evidence"') < end  # the raw JSON is only inside the <details>
+    return html[:start] + html[end:]
+
+
+def test_desk_page_shows_what_we_checked(app, client, make_user):
+    """Support reads the verdict's meaning, next step and evidence rows; raw JSON only behind <details>."""
+    with app.app_context():
+        session = db.session
+        anna = new_customer(session)
+        order_no, day, relevant = s_not_reported(app, session, anna)
+        reported_id = open_for(app, session, anna, order_no, day).id
+        ivan = new_customer(session, "ivan@test.local", name="Ivan")
+        rejected_id = open_for(app, session, ivan, "O-1", T0.date()).id
+        anna_id = anna.id
+        session.commit()
+    make_user("sup", "Support")
+    login(client, "sup")
+
+    page = client.get(f"/claims/desk/{reported_id}?_l_=en")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    visible = _outside_details(html)
+    assert "What we checked" in visible and "Escalate to the network, or propose a credit" in visible
+    assert "Our click is there, but the network did not report the order" in visible
+    assert visible.count('class="checked-click"') == 1 and "before the order" in visible
+    assert f"/support/customers/{anna_id}/timeline?until=" in visible
+    assert "The network reported no order or event with this number." in visible
+    assert '"checked"' not in visible and '"clicks_before"' not in visible
+    assert '&#34;clicks_before&#34;' in html or '"clicks_before"' in html  # still there for seniors
+
+    page = client.get(f"/claims/desk/{rejected_id}?_l_=en")
+    visible = _outside_details(page.get_data(as_text=True))
+    assert page.status_code == 200
+    assert "No click before the order" in visible and "nothing to credit" in visible
+    assert "No clicks of the customer in this window." in visible and 'class="checked-click"' not in visible
+    assert '"checked"' not in visible and "&#34;checked&#34;" not in visible
+
+
+@pytest.mark.parametrize("role,status", [("Support", 200), ("Finance", 200), ("Admin", 200),
+                                         ("Developer", 403), ("Customer", 403)])
+def test_claim_page_role_matrix(app, client, make_user, role, status):
+    """The claim page with its evidence panel: Support, Finance and Admin read it; Developer and customers don't."""
+    with app.app_context():
+        anna = new_customer(db.session)
+        s_not_reported(app, db.session, anna)
+        claim_id = open_for(app, db.session, anna, "O-7", T0.date()).id
+        db.session.commit()
+    make_user(f"u_{role.lower()}", role)
+    login(client, f"u_{role.lower()}")
+    page = client.get(f"/claims/desk/{claim_id}")
+    assert page.status_code == status
+    if status == 200:
+        assert b"claim-checked" in page.data and b"timeline?until=" in page.data
+
+
+@pytest.mark.parametrize("locale", ["ru", "en"])
+@pytest.mark.parametrize("reason", sorted(SCENARIOS))
+def test_replies_have_no_double_period(app, reason, locale):
+    """A date ending on its own period ("23 нояб. 2026 г.") does not get the sentence's second one."""
+    from flask_babel import force_locale
+
+    facts = {"click_time": T0, "order_time": T0, "cashback": Decimal("2.80"), "days": 60, "count": 4,
+             "status": "cancelled", "event_time": T0}
+    with app.test_request_context("/"), force_locale(locale):
+        text = claims.render_reply(reason, customer_name="Иван", order_number="O-1",
+                                   order_date=dt.date(2026, 11, 23), facts=facts)
+        dated = claims.render_reply(reason, customer_name="Иван", order_number="O-1",
+                                    order_date=dt.date(2026, 11, 23), facts={})
+    assert ".." not in text and ".." not in dated
+    assert "O-1" in text and ("2026" in text)
