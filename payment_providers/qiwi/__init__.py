@@ -82,6 +82,15 @@ Behind configuration ([?] = not verified in the stored material)
   whether it enforces growth is [?].
 * ``history_days`` (89, at most 90), ``history_pages`` (5), ``history_rows`` (50): how far
   ``status()`` searches the history.
+* ``history_budget_per_minute`` (100, 7..``history_limit_per_minute``, QIWI's 100 [doc]; only a
+  sandbox run at another scale raises that limit): history calls per wallet in any 60 seconds, shared
+  by every worker on every host through the handle store (``take``); QIWI blocks the wallet's
+  history for five minutes after more than 100 a minute [doc]. Counted in fixed 10-second windows
+  of ``budget // 7`` calls (any 60 seconds overlap at most 7 windows, so a burst across a window
+  boundary stays within the budget; 100 → 14 a window, 84 a minute steady). Each history page is
+  one call; when the window's budget is spent ``status()`` answers ``unknown``/``rate_limited``
+  with ``retry_after`` = until the next window, without calling QIWI (never failed, never
+  resubmitted).
 * ``fee_percent`` / ``fee_fixed`` (default 0): ``quote()`` uses them; ``onlineCommission`` is not
   called. ``provider_id`` (default 99).
 * Not configurable but unverified [?]: the reply to a reused ``id`` (same data: the same

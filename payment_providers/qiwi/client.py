@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -208,19 +208,23 @@ def history_result(item: Mapping[str, Any], raw: str) -> Result:
 #: How long QIWI blocks a wallet's history after more than 100 calls a minute [doc].
 HISTORY_BLOCK = timedelta(minutes=5)
 
+#: Asked before every history call: None to go ahead, or how long to wait (the budget is spent).
+HistoryBudget = Callable[[], "timedelta | None"]
+
 
 class QiwiClient:
     """One QIWI wallet (token + wallet number). Thread-safe (one session per thread)."""
 
     def __init__(self, base_url: str, token: str, wallet: str, *, connect_timeout: float,
                  read_timeout: float, history_days: int = 89, history_pages: int = 5,
-                 history_rows: int = 50) -> None:
+                 history_rows: int = 50, history_budget: HistoryBudget | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
         self.wallet = wallet
         self._timeout = (connect_timeout, read_timeout)
         self.history_days, self.history_pages, self.history_rows = (
             history_days, history_pages, history_rows)
+        self._history_budget = history_budget
         self._local = threading.local()
 
     def _session(self) -> requests.Session:
@@ -301,6 +305,13 @@ class QiwiClient:
         }
         url = f"{self.base_url}/payment-history/v2/persons/{quote(self.wallet.lstrip('+'))}/payments"
         for _ in range(self.history_pages):
+            # every page is one call of the wallet's history budget: spent -> ask again later,
+            # without calling QIWI (a 101st call a minute would block the history for 5 minutes)
+            wait = self._history_budget() if self._history_budget is not None else None
+            if wait is not None:
+                return Result.unknown(ErrorCode.RATE_LIMITED,
+                                      "QIWI history budget spent for this minute; not called",
+                                      retry_after=wait)
             try:
                 response = self._session().get(url, params=params, timeout=self._timeout)
             except requests.RequestException as exc:

@@ -3,7 +3,9 @@ the package docstring). Disabled by default: QIWI Bank's licence was revoked on 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, ClassVar
 
@@ -19,6 +21,7 @@ from plugins import (
     Result,
     hookimpl,
 )
+from plugins.handles import seconds_to_next_window
 from portal.i18n import _l
 
 from .client import QiwiClient, verify_notification
@@ -110,6 +113,17 @@ class QiwiProvider(PayoutProvider):
         "history_rows": 50,
         # QIWI provider id: 99 = transfer to a QIWI wallet.
         "provider_id": 99,
+        # History calls per wallet in any 60 seconds, shared by every worker on every host
+        # through the handle store (7..100: QIWI blocks the wallet's history for five minutes
+        # after more than 100 a minute [doc]). Counted in fixed 10-second windows of
+        # budget // 7 calls each: any 60 seconds overlap at most 7 such windows, so even a burst
+        # across a window boundary stays within the budget (100 → 14 a window, 84 a minute
+        # steady). Every status check is 1..history_pages calls; a check over budget stays
+        # unknown/pending and is asked again when the next window starts.
+        "history_budget_per_minute": 100,
+        # QIWI's own limit the budget must stay within: 100 a minute [doc]. Change it only for
+        # a sandbox run at another scale (the fault soak compresses time).
+        "history_limit_per_minute": 100,
     }  # type: ignore[typeddict-unknown-key]
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
@@ -121,12 +135,39 @@ class QiwiProvider(PayoutProvider):
         self.fee_fixed = _decimal_setting(self.settings, "fee_fixed")
         self.id_base = _int_setting(self.settings, "id_base", 0, _MAX_ID // 2)
         self.provider_id = _int_setting(self.settings, "provider_id", 1, 10 ** 9)
+        limit = _int_setting(self.settings, "history_limit_per_minute", self.WINDOWS_PER_MINUTE_SPAN, 10 ** 6)
+        self.history_budget_per_minute = _int_setting(self.settings, "history_budget_per_minute",
+                                                      self.WINDOWS_PER_MINUTE_SPAN, limit)
+        #: Calls granted per window: any 60 s overlap at most WINDOWS_PER_MINUTE_SPAN windows.
+        self.history_calls_per_window = self.history_budget_per_minute // self.WINDOWS_PER_MINUTE_SPAN
+        #: Unix time for the history budget's windows (tests may replace it).
+        self.clock: Callable[[], float] = time.time
         self.client = QiwiClient(
             self.base_url, self.credentials["token"], self.credentials["wallet"],
             connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
             history_days=_int_setting(self.settings, "history_days", 1, 90),
             history_pages=_int_setting(self.settings, "history_pages", 1, 100),
-            history_rows=_int_setting(self.settings, "history_rows", 1, 50))
+            history_rows=_int_setting(self.settings, "history_rows", 1, 50),
+            history_budget=self.take_history_call)
+
+    #: The history budget's window.  QIWI counts 100 calls a minute [doc] — we do not know
+    #: whether a fixed or a rolling minute, so the budget holds for any 60 seconds.
+    HISTORY_WINDOW_SECONDS: ClassVar[int] = 10
+    #: How many windows any 60 seconds can overlap.
+    WINDOWS_PER_MINUTE_SPAN: ClassVar[int] = 60 // HISTORY_WINDOW_SECONDS + 1
+
+    def history_bucket(self) -> str:
+        """The budget's name in the handle store: one per wallet (QIWI limits per wallet)."""
+        return "history:" + "".join(ch for ch in self.credentials["wallet"] if ch.isdigit())
+
+    def take_history_call(self) -> timedelta | None:
+        """One unit of the wallet's history budget (shared by every process through the handle
+        store): None when granted, else the time until the next window."""
+        now = self.clock()
+        if self.handles.take(self.code, self.history_bucket(), self.HISTORY_WINDOW_SECONDS,
+                             self.history_calls_per_window, now):
+            return None
+        return timedelta(seconds=seconds_to_next_window(now, self.HISTORY_WINDOW_SECONDS))
 
     # -- accounts and money --
     def validate_account(self, raw: str) -> str:

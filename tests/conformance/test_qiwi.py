@@ -2,6 +2,7 @@
 protocol tests (real HTTP, no mocks)."""
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -42,9 +43,18 @@ def _settings(sandbox: QiwiSandbox, **extra: object) -> dict[str, object]:
                             "webhook_key": DEFAULT_WEBHOOK_KEY}, **extra}
 
 
+def _provider(sandbox: QiwiSandbox, **extra: object) -> QiwiProvider:
+    """The provider with every history call in a budget window of its own: these tests check
+    the protocol and its mapping; the history budget is tested in tests/*/test_qiwi_budget.py."""
+    made = QiwiProvider(_settings(sandbox, **extra))
+    ticks = itertools.count(1_700_000_000, QiwiProvider.HISTORY_WINDOW_SECONDS)
+    made.clock = lambda: float(next(ticks))
+    return made
+
+
 @pytest.fixture
 def provider(sandbox: QiwiSandbox) -> QiwiProvider:
-    return QiwiProvider(_settings(sandbox))
+    return _provider(sandbox)
 
 
 @pytest.fixture
@@ -173,7 +183,7 @@ def test_wire_format_of_the_payment_call(clean: QiwiSandbox) -> None:
 
     clean.handle = spy  # type: ignore[method-assign]
     try:
-        provider = QiwiProvider(_settings(clean, id_base=1_700_000_000_000))
+        provider = _provider(clean, id_base=1_700_000_000_000)
         result = provider.submit(_request("wire-1", description="cashback #7"), "wire-1")
     finally:
         del clean.handle
@@ -222,11 +232,11 @@ def test_history_pages(clean: QiwiSandbox) -> None:
                       nextTxnDate=first["nextTxnDate"]).json()
     assert [i["trmTxnId"] for i in second["data"]] == ["2002", "2001"]
     # The provider pages too: a 1-row page still finds the oldest payment.
-    provider = QiwiProvider(_settings(clean, history_rows=1, history_pages=10))
+    provider = _provider(clean, history_rows=1, history_pages=10)
     clean.settle()
     found = provider.client.find(2000)
     assert found.status is PayoutStatus.SUCCEEDED
-    assert QiwiProvider(_settings(clean, history_rows=1, history_pages=2)).client.find(
+    assert _provider(clean, history_rows=1, history_pages=2).client.find(
         2000).error is ErrorCode.NOT_FOUND
 
 
@@ -239,7 +249,7 @@ def test_wrong_token(clean: QiwiSandbox) -> None:
         assert {"serviceName", "userMessage", "traceId"} <= set(answer.json())
     assert _history(clean, token="wrong").status_code == 401
     assert clean.transfers() == []
-    impostor = QiwiProvider(_settings(clean, credentials={"token": "x", "wallet": WALLET}))
+    impostor = _provider(clean, credentials={"token": "x", "wallet": WALLET})
     assert impostor.status("k-1").error is ErrorCode.AUTH
     assert impostor.status("k-1").status is PayoutStatus.UNKNOWN
 
@@ -308,7 +318,7 @@ def test_replay_is_idempotent_and_conflict_is_408(clean: QiwiSandbox) -> None:
         assert (conflict.status_code, conflict.json()["code"]) == (400, "QWPRC-408")
     [transfer] = clean.transfers()
     assert transfer.amount == Decimal("100.00")
-    provider = QiwiProvider(_settings(clean))
+    provider = _provider(clean)
     request = _request("rep-1")
     a = provider.submit(request, "rep-1")
     b = provider.submit(request, "rep-1")
@@ -319,7 +329,7 @@ def test_every_documented_code_is_forced_by_a_magic_wallet(clean: QiwiSandbox) -
     """Each ``+7999000XXXX`` ends in QIWI error XXXX, at once or after settling."""
     from payment_providers.qiwi.client import ERROR_CODES
 
-    provider = QiwiProvider(_settings(clean))
+    provider = _provider(clean)
     for number, code in ERROR_CODES.items():
         key = f"magic-{number}"
         request = _request(key, magic_wallet(number))
@@ -332,7 +342,7 @@ def test_every_documented_code_is_forced_by_a_magic_wallet(clean: QiwiSandbox) -
 
 
 def test_token_losing_scope_and_stuck_payment(clean: QiwiSandbox) -> None:
-    provider = QiwiProvider(_settings(clean))
+    provider = _provider(clean)
     forbidden = provider.submit(_request("f-1", FORBIDDEN_WALLET), "f-1")
     assert (forbidden.status, forbidden.error) == (PayoutStatus.FAILED_RETRYABLE,
                                                    ErrorCode.CONFIG)
@@ -344,14 +354,14 @@ def test_token_losing_scope_and_stuck_payment(clean: QiwiSandbox) -> None:
 
 def test_our_float_running_out_is_insufficient_funds() -> None:
     with QiwiSandbox(balance=Decimal("50.00"), settle_after=0.05) as sandbox:
-        result = QiwiProvider(_settings(sandbox)).submit(_request("poor-1"), "poor-1")
+        result = _provider(sandbox).submit(_request("poor-1"), "poor-1")
         assert (result.status, result.error) == (PayoutStatus.FAILED_RETRYABLE,
                                                  ErrorCode.INSUFFICIENT_FUNDS)
 
 
 def test_history_is_throttled_with_423() -> None:
     with QiwiSandbox(settle_after=0.05, history_limit=3) as sandbox:
-        provider = QiwiProvider(_settings(sandbox))
+        provider = _provider(sandbox)
         request = _request("th-1")
         provider.submit(request, "th-1")
         for _ in range(3):
@@ -366,7 +376,7 @@ def test_history_is_throttled_with_423() -> None:
 
 
 def test_status_errors_are_never_failures(clean: QiwiSandbox) -> None:
-    provider = QiwiProvider(_settings(clean))
+    provider = _provider(clean)
     request = _request("st-1")
     provider.submit(request, "st-1")
     clean.inject(errors=1, error_status=500, errors_after_commit=False)
@@ -383,7 +393,7 @@ def test_status_errors_are_never_failures(clean: QiwiSandbox) -> None:
 
 def test_webhook_signature_good_and_bad(clean: QiwiSandbox) -> None:
     """The sandbox signs with the base64 hook key; the provider checks it against its own."""
-    provider = QiwiProvider(_settings(clean))
+    provider = _provider(clean)
     request = _request("hook-1", description="cashback")
     provider.submit(request, "hook-1")
     clean.settle()
@@ -399,7 +409,7 @@ def test_webhook_signature_good_and_bad(clean: QiwiSandbox) -> None:
     other_key = QiwiProvider(_settings(clean, credentials={
         "token": TOKEN, "wallet": WALLET, "webhook_key": "b3RoZXIta2V5"}))
     assert other_key.parse_callback(headers, body) is None
-    no_key = QiwiProvider(_settings(clean, credentials={"token": TOKEN, "wallet": WALLET}))
+    no_key = _provider(clean, credentials={"token": TOKEN, "wallet": WALLET})
     assert no_key.parse_callback(headers, body) is None
     for mutate in (lambda d: d.update(hash="0" * 64), lambda d: d.pop("hash"),
                    lambda d: d["payment"].update(account="+79031234567"),
@@ -427,7 +437,7 @@ def test_key_travels_in_the_comment() -> None:
 def test_handles_come_from_the_bound_store(clean: QiwiSandbox) -> None:
     """Two provider instances (two workers) bound to one store use the same id for a key."""
     store = MemoryHandleStore()
-    first, second = QiwiProvider(_settings(clean)), QiwiProvider(_settings(clean))
+    first, second = _provider(clean), _provider(clean)
     first.bind_handles(store)
     second.bind_handles(store)
     request = _request("shared-1")
@@ -444,8 +454,8 @@ def test_settings_are_checked(sandbox: QiwiSandbox) -> None:
     for bad in ({"history_days": 91}, {"history_rows": 51}, {"id_base": -1},
                 {"fee_percent": 0.5}, {"provider_id": "99"}):
         with pytest.raises(ValueError):
-            QiwiProvider(_settings(sandbox, **bad))
-    quoted = QiwiProvider(_settings(sandbox, fee_percent="1", fee_fixed="0.5"))
+            _provider(sandbox, **bad)
+    quoted = _provider(sandbox, fee_percent="1", fee_fixed="0.5")
     assert quoted.quote(Decimal("100.00"), GOOD).fee == Decimal("1.50")
 
 

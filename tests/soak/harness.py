@@ -779,6 +779,9 @@ def run(config: SoakConfig | None = None) -> SoakResult:
             sandboxes[name] = sandbox.start()
             for code in codes:
                 settings[code] = {"base_url": sandbox.url + suffix, "read_timeout": 2, "connect_timeout": 1}
+                if code == "qiwi":  # our history budget follows the scaled sandbox's limit
+                    settings[code].update(history_limit_per_minute=SOAK_QIWI_HISTORY_LIMIT,
+                                          history_budget_per_minute=SOAK_QIWI_HISTORY_LIMIT)
         prefix = f"soak-{uuid.uuid4().hex[:8]}-"
         from portal.app import create_app
 
