@@ -444,6 +444,19 @@ def customer_balances(session: Session, customer_id: int, currency: str = "USD",
     return result
 
 
+def lock_customers(session: Session, customer_ids, currency: str = "USD") -> None:
+    """Take several customers' balance rows ``FOR UPDATE`` in the ledger's lock order (account
+    id), before any system row: a transaction that posts for two customers (an order's
+    cashback and the referrer's reward) then cannot deadlock with one posting for either."""
+    session.execute(
+        sa.select(AccountBalance.account_id)
+        .join(Account, AccountBalance.account_id == Account.id)
+        .where(Account.customer_id.in_(sorted(set(customer_ids))), Account.currency == currency)
+        .order_by(Account.id)
+        .with_for_update(of=AccountBalance)
+    ).all()
+
+
 # --- verification ---------------------------------------------------------------------------
 
 @dataclass

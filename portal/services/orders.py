@@ -223,6 +223,9 @@ def sync_cashback(session: Session, order: Order, *, reference: str, actor: Acto
     if (where, want.total, want.from_promo) == (had_where, had_total, had_promo):
         return None
     cid = order.customer_id  # never None here: an orphan's target and booking are both "none"
+    referrer_id = session.execute(sa.select(Customer.referred_by_id).where(Customer.id == cid)).scalar_one_or_none()
+    if referrer_id is not None:  # this transaction may post for both: lock both before any system row
+        ledger.lock_customers(session, (cid, referrer_id))
     delta = {"pending": Decimal(0), "available": Decimal(0), "receivable": Decimal(0)}
     if had_where != "none":
         delta[had_where] -= had_total
@@ -253,7 +256,8 @@ def sync_cashback(session: Session, order: Order, *, reference: str, actor: Acto
     order.booked_in, order.booked_cashback, order.booked_from_promo = where, want.total, want.from_promo
     from portal.services import referrals  # the referrer's reward follows this cashback (same transaction)
 
-    referrals.sync_reward(session, order, reference=reference, actor=actor)
+    referrals.sync_reward(session, order, reference=reference, actor=actor,
+                          previous_available=had_total if had_where == "available" else Decimal(0))
     return result
 
 

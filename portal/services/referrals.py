@@ -26,8 +26,10 @@
   from ``promo_expense`` (posting ``referral.reward``) and taken back with it
   (``referral.clawback``; beyond the referrer's available balance into their receivable, like
   cashback).  Each posting's reference is ``referral:order:<id>:<the cashback posting's
-  reference>`` so a replayed event posts nothing twice.  Switching the percent off (or a flag
-  raised later) stops new rewards but leaves paid ones until their cashback goes.
+  reference>`` so a replayed event posts nothing twice.  The reward is granted when the
+  cashback becomes available and then follows it at the share it was paid at
+  (:func:`wanted_reward`): switching the percent off or changing it, or a flag raised later,
+  never re-prices a paid reward; it only goes as its cashback goes.
 """
 from __future__ import annotations
 
@@ -259,21 +261,45 @@ def _order_reward(session: Session, order_id: int, referrer_id: int) -> Decimal:
     return Decimal(total) if not isinstance(total, Decimal) else total
 
 
-def sync_reward(session: Session, order: Order, *, reference: str, actor: Actor) -> ledger.PostResult | None:
-    """Bring the referrer's reward for ``order`` in line with its cashback (see the module docstring)."""
+def wanted_reward(*, had: Decimal, previous_available: Decimal, available: Decimal, percent: Decimal,
+                  flagged: bool) -> Decimal:
+    """The reward an order should carry now (pure; the rules of the module docstring).
+
+    * A reward is granted once, when the order's cashback *becomes* available: ``percent`` of
+      it, unless the referral is flagged or the reward is off.  An order whose cashback was
+      already available earns nothing later (no reward after the fact, e.g. after a dismissed
+      flag or a raised percent).
+    * Once paid, the reward follows its cashback at the share it was paid at: a partial refund
+      takes back that share of the reward, a cancellation all of it.  A later change of the
+      setting never re-prices it; a flag raised later never lets it grow.
+    """
+    if had > 0:
+        if previous_available <= 0:
+            return had if available > 0 else Decimal(0)
+        want = quantize_ledger(had * available / previous_available)
+        return min(want, had) if flagged else want
+    if percent > 0 and not flagged and previous_available <= 0 < available:
+        return quantize_ledger(available * percent / Decimal(100))
+    return Decimal(0)
+
+
+def sync_reward(session: Session, order: Order, *, reference: str, actor: Actor,
+                previous_available: Decimal = Decimal(0)) -> ledger.PostResult | None:
+    """Bring the referrer's reward for ``order`` in line with its cashback (see the module docstring).
+
+    ``previous_available``: the order's cashback on the available balance before this change
+    (``orders.sync_cashback`` passes it; it has already booked the new figure).
+    """
     if order.customer_id is None:
         return None
     customer = session.get(Customer, order.customer_id)
     if customer is None or customer.referred_by_id is None:
         return None
     referrer_id = customer.referred_by_id
-    percent = reward_percent()
     available = order.booked_cashback if order.booked_in == "available" else Decimal(0)
     had = _order_reward(session, order.id, referrer_id)
-    if percent > 0 and customer.referral_flag is None:
-        want = quantize_ledger(available * percent / Decimal(100)) if available > 0 else Decimal(0)
-    else:  # off or flagged: nothing new, but what was paid goes when its cashback goes
-        want = min(had, quantize_ledger(available)) if available > 0 else Decimal(0)
+    want = wanted_reward(had=had, previous_available=previous_available, available=available,
+                         percent=reward_percent(), flagged=customer.referral_flag is not None)
     delta = want - had
     if not delta:
         return None

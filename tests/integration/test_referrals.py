@@ -272,3 +272,50 @@ def test_seed_demo_has_a_referral_and_a_flagged_self_referral(app, clean_db, rew
             .where(Order.customer_id == three.id, Order.booked_in == "available")).scalar_one()
         assert earned > 0 and earned == (D(three_available_cashback) * D("0.10")).quantize(D("0.000001"))
         assert ledger.verify(session).ok
+
+
+def test_a_paid_reward_follows_its_cashback_at_the_share_it_was_paid(app, session, reward_on):
+    """Review findings: a flag raised later (or the reward switched off) kept the whole remaining
+    cashback as reward on a partial refund, and a changed percent re-priced old orders (a refund
+    *paid* more).  A paid reward now shrinks with its cashback at its own share, whatever the
+    setting or the flag says later."""
+    referrer, friend = _setup_pair(app, session, "boss3@example.com", "pal3@example.com")
+    _order(session, app, friend, "confirmed", 1, order="R-5")
+    session.expire_all()
+    assert ledger.customer_balances(session, referrer.id)["available"] == D("0.70")
+    app.config["REFERRAL_REWARD_PERCENT"] = D("50")  # a later change of the setting…
+    friend = session.get(type(friend), friend.id)
+    friend.referral_flag = "same_email"  # …and a flag raised later
+    session.commit()
+    _order(session, app, friend, "refunded", 2, order="R-5", refunded="95.00")  # 5 % of the order stays
+    session.expire_all()
+    assert ledger.customer_balances(session, friend.id)["available"] == D("0.35")
+    assert ledger.customer_balances(session, referrer.id)["available"] == D("0.035")  # 10 % of 0.35
+    assert referral_postings(session) == ["referral.reward", "referral.clawback"]
+    assert ledger.verify(session).ok
+
+
+def test_no_reward_after_the_fact_for_cashback_already_available(app, session, reward_on):
+    """An order whose cashback became available while the reward was off earns nothing later,
+    even when the percent is switched on before its next event."""
+    app.config["REFERRAL_REWARD_PERCENT"] = D("0")
+    referrer, friend = _setup_pair(app, session, "boss4@example.com", "pal4@example.com")
+    _order(session, app, friend, "confirmed", 1, order="R-6")
+    app.config["REFERRAL_REWARD_PERCENT"] = D("10")
+    _order(session, app, friend, "refunded", 2, order="R-6", refunded="10.00")
+    session.expire_all()
+    assert referral_postings(session) == []
+    assert ledger.customer_balances(session, referrer.id)["available"] == D("0")
+
+
+@pytest.mark.parametrize("had,previous,available,percent,flagged,want", [
+    ("0", "0", "7", "10", False, "0.7"),        # becomes available: granted
+    ("0", "7", "6", "10", False, "0"),          # already available before: never after the fact
+    ("0", "0", "7", "10", True, "0"),           # flagged: nothing
+    ("0.7", "7", "3.5", "50", False, "0.35"),   # half refunded: half the reward, whatever the percent
+    ("0.7", "7", "7.7", "10", True, "0.7"),     # flagged later: never grows
+    ("0.7", "7", "0", "10", False, "0"),        # cancelled: all of it
+])
+def test_wanted_reward_rules(had, previous, available, percent, flagged, want):
+    assert referrals.wanted_reward(had=D(had), previous_available=D(previous), available=D(available),
+                                   percent=D(percent), flagged=flagged) == D(want)
