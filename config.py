@@ -288,5 +288,8 @@ def check(settings: dict) -> None:
         )
     if settings["CASHBACK_ENV"] == "production" and settings["POSTBACK_SECRETS"] == _pairs(DEFAULT_POSTBACK_SECRETS):
         raise ConfigError("CASHBACK_POSTBACK_SECRETS is the development default: set the networks' real keys.")
+    if settings["CASHBACK_ENV"] == "production" and not settings.get("PUBLIC_URL"):
+        raise ConfigError("CASHBACK_PUBLIC_URL is not set: links in mail (e-mail confirmation, password reset) "
+                          "must never be built from a request's Host header.")
     if settings["CASHBACK_ENV"] not in {"development", "testing", "production"}:
         raise ConfigError(f"CASHBACK_ENV must be development, testing or production, not {settings['CASHBACK_ENV']!r}")

@@ -284,6 +284,7 @@ class Server:
         config.write_text(GUNICORN_CONFIG)
         self.log = Path(workdir) / "gunicorn.log"
         env = {**os.environ, "DATABASE_URL": url, "CASHBACK_ENV": "production", "SECRET_KEY": "bench-" + "k" * 32,
+               "CASHBACK_PUBLIC_URL": "http://127.0.0.1",
                "CASHBACK_POSTBACK_SECRETS": f"{NETWORK}:{SECRET}", "REDIS_URL": "",
                "CASHBACK_INSTANCE_DIR": workdir}
         if profile_dir:

@@ -129,12 +129,22 @@ def origin(cls: type) -> tuple[str, str, str]:
 
 
 def is_sandbox(provider: PayoutProvider) -> bool:
-    """Does the provider's configured ``base_url`` point at this machine?"""
+    """Does the provider's configured ``base_url`` point at this machine?
+
+    Only a plain ``http(s)://host[:port]/path`` counts: a URL with a user-info part, a
+    backslash or whitespace is refused, since HTTP clients and ``urlsplit`` may read its host
+    differently (``http://evil.example\\@127.0.0.1/`` is 127.0.0.1 to one, evil.example to
+    the other)."""
+    url = provider.base_url or ""
+    if any(ch in url for ch in "\\@ \t\r\n"):
+        return False
     try:
-        host = urlsplit(provider.base_url).hostname
+        parts = urlsplit(url)
     except ValueError:
         return False
-    return (host or "").lower() in SANDBOX_HOSTS
+    if parts.scheme not in ("http", "https") or parts.username is not None or parts.password is not None:
+        return False
+    return (parts.hostname or "").lower() in SANDBOX_HOSTS
 
 
 def status_of(state: Any, provider: PayoutProvider, locale: str = "en"

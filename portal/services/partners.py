@@ -212,6 +212,11 @@ def login_partner(session: Session, sm, info: PartnerInfo) -> Customer:
         if customer is not None and customer.partner_id not in (None, info.partner_id):
             raise PartnerLoginRefused(_l("This e-mail is linked to another partner account. "
                                          "Please contact support."))
+        if customer is not None and customer.awaiting_email_confirmation:
+            # Nobody has proven this mailbox: whoever registered it may not be the partner, and
+            # linking would hand them (their session, their JWT) the partner's account.
+            raise PartnerLoginRefused(_l("A cashback account with this e-mail was registered but its e-mail "
+                                         "address was never confirmed. Please contact support."))
     customer_role = sm.find_role("Customer")
     if customer is None:
         if sm.find_user(email=info.email) is not None or sm.find_user(username=info.email) is not None:

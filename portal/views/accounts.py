@@ -413,6 +413,21 @@ def _no_form_account() -> bool:
     return not (request.form.get("email") or request.form.get("username"))
 
 
+def _login_account() -> str:
+    """The account a login attempt names — exactly what FAB authenticates: the form's
+    ``username`` or the JSON login's ``username`` (any other field is ignored, so adding one
+    cannot move the attempt to a fresh bucket)."""
+    value = request.form.get("username")
+    if value is None and request.is_json:
+        body = request.get_json(silent=True)
+        value = body.get("username") if isinstance(body, dict) else None
+    return "login:" + customers.normalize_email(str(value or ""))[:254]
+
+
+def _no_login_account() -> bool:
+    return _login_account() == "login:" or request.endpoint == "SecurityApi.refresh"
+
+
 def init_limits(appbuilder: AppBuilder, views: dict) -> None:
     """Per-IP and per-account limits on these pages and on the login form (see the module docstring)."""
     limiter = appbuilder.sm.limiter
@@ -424,8 +439,15 @@ def init_limits(appbuilder: AppBuilder, views: dict) -> None:
                       exempt_when=_no_form_account, scope="account-mail")(views[key].blueprint)
     limiter.limit(_limit("LOGIN_RATE_LIMIT"), methods=["POST"], scope="password")(views["password"].blueprint)
     limiter.limit(_limit("LOGIN_RATE_LIMIT"), scope="confirm")(views["confirm"].blueprint)
-    limiter.limit(_limit("ACCOUNT_LOGIN_RATE_LIMIT"), key_func=_form_account, methods=["POST"],
-                  exempt_when=_no_form_account, scope="login-account")(appbuilder.sm.auth_view.blueprint)
+    # per account, shared by the login form and the JWT login (the app and the extension)
+    login_blueprints = [appbuilder.sm.auth_view.blueprint]
+    app = appbuilder.app
+    if "SecurityApi" in app.blueprints:
+        login_blueprints.append(app.blueprints["SecurityApi"])
+    per_account = limiter.shared_limit(_limit("ACCOUNT_LOGIN_RATE_LIMIT"), key_func=_login_account, methods=["POST"],
+                                       exempt_when=_no_login_account, scope="login-account")
+    for blueprint in login_blueprints:
+        per_account(blueprint)
 
 
 def register(appbuilder: AppBuilder) -> None:

@@ -269,7 +269,8 @@ def test_sandbox_refuses_a_provider_that_is_not_local(app, testbank):
     """A base URL that is not localhost/127.0.0.1 is refused before anything is sent."""
     testbank.reset()
     credentials = dict(TestBankProvider.default_settings["credentials"])
-    for url in ("https://bank.example.com", "http://127.0.0.1.example.com:8765", "http://localhost@evil.example"):
+    for url in ("https://bank.example.com", "http://127.0.0.1.example.com:8765", "http://localhost@evil.example",
+                "http://evil.example\\@127.0.0.1:8765", "http://user@127.0.0.1:8765", "ftp://127.0.0.1/"):
         remote = TestBankProvider({"base_url": url, "credentials": credentials})
         assert not devdesk.is_sandbox(remote)
         with app.app_context():

@@ -420,3 +420,28 @@ def test_partner_linked_statistics_are_refused_in_the_customer_api(app, client):
     click = client.post("/api/v1/clicks", json={"url": "https://aliexpress.ru/item/1005004000000101.html",
                                                 "channel": "extension"}, headers=headers)
     assert click.status_code in (200, 201), click.get_json()
+
+
+def test_an_unconfirmed_registration_with_the_partners_email_is_never_linked(app, client, directory):
+    """Review finding: someone registers the partner's e-mail (never confirming it) and keeps the
+    session; the real partner's first login used to link that account to the partner — handing the
+    squatter's session the partner's account.  Now the login is refused and nothing changes."""
+    squatter_id = make_customer(app, "victim@test.local")
+    with app.app_context():
+        squatter = db.session.get(Customer, squatter_id)
+        squatter.registration_fingerprint = "f" * 64  # self-registered…
+        squatter.email_confirmed_at = None  # …and the mailbox never proven
+        db.session.commit()
+    directory.add_partner("P-9", login="victim-cpa", password="cpa-secret-9", email="victim@test.local",
+                          name="Victim", cabinet_url="https://cpa.example/cabinet/P-9")
+    try:
+        response, _ = form_login(client, "victim-cpa", "cpa-secret-9")
+        assert "/login/" in response.headers["Location"]  # refused
+        api = client.post("/api/v1/security/login", headers=EN,
+                          json={"username": "victim-cpa", "password": "cpa-secret-9", "provider": "db"})
+        assert api.status_code == 403 and api.get_json()["error"]["code"] == "partner_login_refused"
+        assert "never confirmed" in api.get_json()["error"]["message"]
+        squatter = customer_by_email(app, "victim@test.local")
+        assert not squatter.partner_linked and squatter.partner_id is None
+    finally:
+        directory.remove_partner("P-9")

@@ -142,6 +142,7 @@ def test_production_never_runs_a_provider_on_its_shipped_sandbox_credentials(mon
     monkeypatch.setenv("CASHBACK_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "a-real-secret-key-for-this-test")
     monkeypatch.setenv("CASHBACK_POSTBACK_SECRETS", "epn:a-real-network-key")
+    monkeypatch.setenv("CASHBACK_PUBLIC_URL", "https://cashback.example")
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'prod.db'}")
     monkeypatch.setenv("CASHBACK_INSTANCE_DIR", str(tmp_path))
     monkeypatch.delenv("CASHBACK_PROVIDER_SETTINGS", raising=False)

@@ -333,3 +333,21 @@ def test_login_is_throttled_per_account(limited_app, make_user, clean_db):
     other = limited_app.test_client()
     other.environ_base["REMOTE_ADDR"] = "198.51.100.99"
     assert other.post("/login/", data={"username": "someone-else", "password": "guess"}).status_code == 302
+
+
+def test_per_account_login_limit_holds_for_extra_fields_and_the_jwt_login(limited_app, make_user, clean_db):
+    """Review finding: an extra ``email`` form field moved each guess to a fresh bucket, and the JWT
+    login had no per-account limit.  Both now count against the one account FAB authenticates."""
+    make_user("target2", "Support")
+    statuses = []
+    for n in range(2):  # the form, each guess with a random decoy field
+        c = limited_app.test_client()
+        c.environ_base["REMOTE_ADDR"] = f"198.51.100.{120 + n}"
+        statuses.append(c.post("/login/", data={"username": "target2", "password": "guess",
+                                                 "email": f"decoy{n}@example.com"}).status_code)
+    for n in range(2):  # then the JWT login, from other addresses
+        c = limited_app.test_client()
+        c.environ_base["REMOTE_ADDR"] = f"198.51.100.{140 + n}"
+        statuses.append(c.post("/api/v1/security/login", json={"username": "target2", "password": "guess",
+                                                                "provider": "db"}).status_code)
+    assert statuses == [302, 302, 401, 429]

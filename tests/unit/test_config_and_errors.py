@@ -39,10 +39,22 @@ def test_production_refuses_default_postback_secret(monkeypatch):
         create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
 
 
+def test_production_refuses_mail_links_from_the_host_header(monkeypatch):
+    """Without CASHBACK_PUBLIC_URL a password-reset link would be built from the request's Host
+    header (an attacker's ``Host: evil.tld`` would receive the token): production refuses."""
+    monkeypatch.setenv("CASHBACK_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "a-long-random-production-key")
+    monkeypatch.setenv("CASHBACK_POSTBACK_SECRETS", "epn:a-real-network-key")
+    monkeypatch.delenv("CASHBACK_PUBLIC_URL", raising=False)
+    with pytest.raises(config.ConfigError, match="CASHBACK_PUBLIC_URL"):
+        create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
+
+
 def test_production_starts_with_a_real_secret(monkeypatch):
     monkeypatch.setenv("CASHBACK_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", "a-long-random-production-key")
     monkeypatch.setenv("CASHBACK_POSTBACK_SECRETS", "epn:a-real-network-key")
+    monkeypatch.setenv("CASHBACK_PUBLIC_URL", "https://cashback.example")
     app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
     assert app.config["SESSION_COOKIE_SECURE"] is True
 
