@@ -7,10 +7,7 @@ import io
 from dataclasses import dataclass
 from decimal import Decimal
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
-
-from portal.models import Payout
 
 
 @dataclass(frozen=True)
@@ -26,25 +23,15 @@ class ReportRow:
 
 
 def by_day(session: Session, since: dt.date, until: dt.date) -> list[ReportRow]:
-    """Succeeded payouts finished in [since, until], grouped by UTC day and provider, newest first."""
-    start = dt.datetime.combine(since, dt.time.min, tzinfo=dt.timezone.utc)
-    end = dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min, tzinfo=dt.timezone.utc)
-    rows = session.execute(
-        sa.select(Payout.finished_at, Payout.provider_code, Payout.payout_currency, Payout.amount_usd,
-                  Payout.payout_amount, Payout.fee)
-        .where(Payout.state == "succeeded", Payout.finished_at >= start, Payout.finished_at < end)
-    ).all()
-    groups: dict[tuple[dt.date, str, str], list] = {}
-    for finished, code, currency, usd, amount, fee in rows:
-        key = (finished.astimezone(dt.timezone.utc).date(), code, currency)
-        group = groups.setdefault(key, [0, Decimal(0), Decimal(0), Decimal(0)])
-        group[0] += 1
-        group[1] += usd
-        group[2] += amount
-        group[3] += fee or Decimal(0)
-    return [ReportRow(day, code, n, usd, currency, amount, fees)
-            for (day, code, currency), (n, usd, amount, fees) in sorted(groups.items(), key=lambda kv: (
-                -kv[0][0].toordinal(), kv[0][1]))]
+    """Succeeded payouts finished in [since, until], grouped by UTC day and provider, newest first.
+
+    The figures are the Finance dashboard's (one ``GROUP BY`` in the database,
+    ``dashboard.payouts_series``); this report only lists them newest first.
+    """
+    from portal.services.dashboard import Period, payouts_series  # dashboard imports ReportRow from here
+
+    rows = payouts_series(session, Period(since, until))
+    return sorted(rows, key=lambda r: (-r.day.toordinal(), r.provider, r.payout_currency))
 
 
 def to_csv(rows: list[ReportRow]) -> str:
