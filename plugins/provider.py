@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import Enum
 from types import MappingProxyType
 from typing import Any, ClassVar, TypedDict
@@ -428,12 +428,30 @@ class PayoutProvider(abc.ABC):
     def credentials(self) -> Mapping[str, str]:
         return self.settings["credentials"]
 
+    def decimal_setting(self, name: str, *, default: Any = None, optional: bool = False) -> Decimal | None:
+        """A non-negative amount setting (fees, limits) as ``Decimal``: a string, int or Decimal,
+        never a float; ``optional`` lets an absent one be ``None``.
+
+        :raises ValueError: naming the provider and the setting.
+        """
+        value = self.settings.get(name, default)
+        if value is None and optional:
+            return None
+        try:
+            number = Decimal(value) if isinstance(value, (str, Decimal, int)) \
+                and not isinstance(value, bool) else None
+        except InvalidOperation:
+            number = None
+        if number is None or not number.is_finite() or number < 0:
+            raise ValueError(f"{self.code}: setting {name} must be a non-negative decimal string")
+        return number
+
     @property
-    def connect_timeout(self) -> float:
+    def connect_timeout(self) -> float:  # seconds (not money)
         return float(self.settings["connect_timeout"])
 
     @property
-    def read_timeout(self) -> float:
+    def read_timeout(self) -> float:  # seconds (not money)
         return float(self.settings["read_timeout"])
 
     @property

@@ -6,7 +6,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, ClassVar
 
 from payment_providers.phones.operators import normalize_mobile
@@ -56,18 +56,6 @@ def _wallet_message(reason_code: str) -> Any:
         return _l("Only QIWI wallets registered to Russian mobile numbers (+7 9XX) "
                   "are supported.")
     return None
-
-
-def _decimal_setting(settings: Mapping[str, Any], name: str) -> Decimal:
-    value = settings.get(name, "0")
-    try:
-        number = Decimal(value) if isinstance(value, (str, Decimal, int)) \
-            and not isinstance(value, bool) else None
-    except InvalidOperation:
-        number = None
-    if number is None or not number.is_finite() or number < 0:
-        raise ValueError(f"qiwi: setting {name} must be a non-negative decimal string")
-    return number
 
 
 def _int_setting(settings: Mapping[str, Any], name: str, low: int, high: int) -> int:
@@ -131,8 +119,8 @@ class QiwiProvider(PayoutProvider):
         missing = {"token", "wallet"} - self.credentials.keys()
         if missing:
             raise ValueError(f"qiwi: credentials lack {sorted(missing)}")
-        self.fee_percent = _decimal_setting(self.settings, "fee_percent")
-        self.fee_fixed = _decimal_setting(self.settings, "fee_fixed")
+        self.fee_percent = self.decimal_setting("fee_percent", default="0")
+        self.fee_fixed = self.decimal_setting("fee_fixed", default="0")
         self.id_base = _int_setting(self.settings, "id_base", 0, _MAX_ID // 2)
         self.provider_id = _int_setting(self.settings, "provider_id", 1, 10 ** 9)
         limit = _int_setting(self.settings, "history_limit_per_minute", self.WINDOWS_PER_MINUTE_SPAN, 10 ** 6)

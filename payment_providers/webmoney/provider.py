@@ -5,7 +5,7 @@ from __future__ import annotations
 import decimal
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -32,21 +32,6 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 #: Purse type letters that are not (or no longer) ordinary payout purses.
 _RETIRED = {"R": "P"}   # R (WMR) replaced by P (WMP) from 2019-08-01 [doc]
 _CREDIT = {"C", "D"}    # credit purses: no direct transfers (retval 30) [doc]
-
-
-def _decimal(settings: Mapping[str, Any], name: str, *, optional: bool = False
-             ) -> Decimal | None:
-    value = settings.get(name)
-    if value is None and optional:
-        return None
-    try:
-        number = Decimal(value) if isinstance(value, (str, Decimal, int)) \
-            and not isinstance(value, bool) else None
-    except InvalidOperation:
-        number = None
-    if number is None or not number.is_finite() or number < 0:
-        raise ValueError(f"webmoney: setting {name} must be a non-negative decimal string")
-    return number
 
 
 def fee_for(amount: Decimal, *, percent: Decimal, minimum: Decimal, maximum: Decimal | None,
@@ -117,12 +102,12 @@ class WebMoneyProvider(PayoutProvider):
         self.purse_type = str(types[self.currency])
         if purse[0] != self.purse_type:
             raise ValueError(f"webmoney: our purse {purse} is not a {self.purse_type} purse")
-        minimum = _decimal(self.settings, "min_amount")
-        maximum = _decimal(self.settings, "max_amount")
+        minimum = self.decimal_setting("min_amount")
+        maximum = self.decimal_setting("max_amount")
         self.limits = Limits(minimum, maximum)  # type: ignore[arg-type,misc]
-        self.fee_percent = _decimal(self.settings, "fee_percent")
-        self.fee_min = _decimal(self.settings, "fee_min")
-        self.fee_max = _decimal(self.settings, "fee_max", optional=True)
+        self.fee_percent = self.decimal_setting("fee_percent")
+        self.fee_min = self.decimal_setting("fee_min")
+        self.fee_max = self.decimal_setting("fee_max", optional=True)
         self.fee_rounding = str(self.settings.get("fee_rounding"))
         if self.fee_rounding not in {getattr(decimal, n) for n in dir(decimal)
                                      if n.startswith("ROUND_")}:

@@ -6,7 +6,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, ClassVar
 
 from plugins import (
@@ -32,18 +32,6 @@ _SEPARATORS = re.compile(r"[\s\-]")
 _KOPECK = Decimal("0.01")
 #: How many key -> payout id pairs one process remembers for ``GET /payouts/{id}``.
 _KNOWN_IDS = 10_000
-
-
-def _decimal_setting(settings: Mapping[str, Any], name: str) -> Decimal:
-    value = settings.get(name, "0")
-    try:
-        number = Decimal(value) if isinstance(value, (str, Decimal, int)) \
-            and not isinstance(value, bool) else None
-    except InvalidOperation:
-        number = None
-    if number is None or not number.is_finite() or number < 0:
-        raise ValueError(f"yoomoney: setting {name} must be a non-negative decimal string")
-    return number
 
 
 class YooMoneyProvider(PayoutProvider):
@@ -83,8 +71,8 @@ class YooMoneyProvider(PayoutProvider):
         missing = {"shop_id", "secret_key"} - self.credentials.keys()
         if missing:
             raise ValueError(f"yoomoney: credentials lack {sorted(missing)}")
-        self.fee_percent = _decimal_setting(self.settings, "fee_percent")
-        self.fee_fixed = _decimal_setting(self.settings, "fee_fixed")
+        self.fee_percent = self.decimal_setting("fee_percent", default="0")
+        self.fee_fixed = self.decimal_setting("fee_fixed", default="0")
         self.client = YooKassaClient(
             self.base_url, self.credentials["shop_id"], self.credentials["secret_key"],
             connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
