@@ -223,7 +223,7 @@ def sync_cashback(session: Session, order: Order, *, reference: str, actor: Acto
     if (where, want.total, want.from_promo) == (had_where, had_total, had_promo):
         return None
     cid = order.customer_id  # never None here: an orphan's target and booking are both "none"
-    referrer_id = session.execute(sa.select(Customer.referred_by_id).where(Customer.id == cid)).scalar_one_or_none()
+    referrer_id = session.get(Customer, cid).referred_by_id  # loaded once: sync_reward reads it again
     if referrer_id is not None:  # this transaction may post for both: lock both before any system row
         ledger.lock_customers(session, (cid, referrer_id))
     delta = {"pending": Decimal(0), "available": Decimal(0), "receivable": Decimal(0)}
