@@ -8,8 +8,13 @@ then applies an explicit override mapping (tests use that).
 Environment variables (the names are the contract; keep README.md in step):
 
 ``CASHBACK_ENV``
-    ``development`` (default), ``testing`` or ``production``.  Production refuses to
-    start with the default ``SECRET_KEY``.
+    ``production`` (default), ``development`` or ``testing``.  Fail closed: production refuses
+    to start with the built-in ``SECRET_KEY`` or postback secrets (and without
+    ``CASHBACK_PUBLIC_URL``); the built-in secrets are accepted only when ``development`` or
+    ``testing`` is asked for explicitly and the server binds to loopback (``CASHBACK_HOST``).
+``CASHBACK_HOST`` / ``CASHBACK_PORT``
+    Where ``python run.py`` binds (default 127.0.0.1:5000); also what the built-in-secrets check
+    looks at (a non-loopback address with the built-in secrets is refused in every env).
 ``DATABASE_URL``
     SQLAlchemy URL.  ``postgresql://…`` is accepted and mapped to psycopg 3.
     Default: SQLite at ``instance/cashback.db``.
@@ -96,11 +101,14 @@ def _pairs(raw: str) -> dict[str, str]:
 def load() -> dict:
     """Read the settings from the environment now (tests change the environment)."""
     instance = Path(_env("CASHBACK_INSTANCE_DIR", str(BASE_DIR / "instance")))
-    env = _env("CASHBACK_ENV", "development")
+    env = _env("CASHBACK_ENV", "production")
     return {
         # --- runtime -----------------------------------------------------------------
         "CASHBACK_ENV": env,
         "INSTANCE_DIR": str(instance),
+        #: The address the server binds to (``python run.py``); the built-in secrets need loopback.
+        "BIND_HOST": _env("CASHBACK_HOST", "127.0.0.1"),
+        "BIND_PORT": _env_int("CASHBACK_PORT", 5000),
         "SECRET_KEY": _env("SECRET_KEY", DEFAULT_SECRET_KEY),
         "TESTING": env == "testing",
         # --- database ----------------------------------------------------------------
@@ -279,17 +287,47 @@ class ConfigError(RuntimeError):
     """The configuration is unsafe or inconsistent; the app refuses to start."""
 
 
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``: a server only this machine reaches."""
+    import ipaddress
+
+    host = (host or "").strip().strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def builtin_secrets(settings: dict) -> list[str]:
+    """The names of the settings that still hold a built-in (public) secret."""
+    names = []
+    if settings["SECRET_KEY"] == DEFAULT_SECRET_KEY:
+        names.append("SECRET_KEY")
+    defaults = _pairs(DEFAULT_POSTBACK_SECRETS)
+    if any(settings["POSTBACK_SECRETS"].get(name) == secret for name, secret in defaults.items()):
+        names.append("CASHBACK_POSTBACK_SECRETS")
+    return names
+
+
 def check(settings: dict) -> None:
-    """Refuse configurations that must never run."""
-    if settings["CASHBACK_ENV"] == "production" and settings["SECRET_KEY"] == DEFAULT_SECRET_KEY:
+    """Refuse configurations that must never run (fail closed: production is the default)."""
+    env = settings["CASHBACK_ENV"]
+    if env not in {"development", "testing", "production"}:
+        raise ConfigError(f"CASHBACK_ENV must be development, testing or production, not {env!r}")
+    builtin = builtin_secrets(settings)
+    if env == "production" and "SECRET_KEY" in builtin:
         raise ConfigError(
             "SECRET_KEY is the built-in development key: set SECRET_KEY in the environment "
-            "before running with CASHBACK_ENV=production."
+            "(CASHBACK_ENV is production unless CASHBACK_ENV=development is set for a laptop demo)."
         )
-    if settings["CASHBACK_ENV"] == "production" and settings["POSTBACK_SECRETS"] == _pairs(DEFAULT_POSTBACK_SECRETS):
+    if env == "production" and builtin:
         raise ConfigError("CASHBACK_POSTBACK_SECRETS is the development default: set the networks' real keys.")
-    if settings["CASHBACK_ENV"] == "production" and not settings.get("PUBLIC_URL"):
+    if builtin and not is_loopback(settings.get("BIND_HOST", "")):
+        raise ConfigError(
+            f"{' and '.join(builtin)} hold the built-in public secrets, accepted only on loopback: "
+            f"CASHBACK_HOST={settings.get('BIND_HOST')!r} would let anyone forge sessions, tokens and postbacks.")
+    if env == "production" and not settings.get("PUBLIC_URL"):
         raise ConfigError("CASHBACK_PUBLIC_URL is not set: links in mail (e-mail confirmation, password reset) "
                           "must never be built from a request's Host header.")
-    if settings["CASHBACK_ENV"] not in {"development", "testing", "production"}:
-        raise ConfigError(f"CASHBACK_ENV must be development, testing or production, not {settings['CASHBACK_ENV']!r}")
