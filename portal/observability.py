@@ -225,23 +225,20 @@ def provider_states(app: Flask) -> dict[str, dict]:
     A provider that is paused or switched off does not make the app unready: its payouts
     wait; the state is shown so an operator sees it.
     """
+    from sqlalchemy.orm import Session
+
     from portal import providers
     from portal.extensions import db
-    from portal.models import ProviderState
     from portal.models.types import utcnow
-    from portal.services.payouts import provider_available
+    from portal.services.payouts import provider_available, provider_states as switchboard
 
     now = utcnow()
-    with db.engine.connect() as conn:
-        rows = {row.code: row for row in conn.execute(sa.select(ProviderState))}
-    states = {}
-    for code, provider in sorted(providers.all_providers(app).items()):
-        row = rows.get(code)
-        if row is None:  # never used yet: the defaults provider_state() would write
-            row = ProviderState(code=code, enabled=getattr(provider, "default_enabled", True), breaker="closed")
-        states[code] = {"enabled": bool(row.enabled), "breaker": row.breaker,
-                        "available": provider_available(row, provider, now)}
-    return states
+    known = providers.all_providers(app)
+    with Session(db.engine) as session:
+        rows = switchboard(session, known)  # a provider never used yet: as its plugin starts it
+    return {code: {"enabled": bool(row.enabled), "breaker": row.breaker,
+                   "available": provider_available(row, known[code], now)}
+            for code, row in rows.items() if code in known}
 
 
 blueprint = Blueprint("observability", __name__)

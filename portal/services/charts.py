@@ -41,6 +41,8 @@ def bar_chart(categories: Sequence[str], series: Sequence[Series], *, title: str
               max_x_labels: int = 12) -> Markup:
     """An SVG bar chart (``Markup``: every text in it is escaped here).
 
+    ``width`` and ``height`` are the drawing's units (its ``viewBox``): the SVG itself has no
+    pixel size and takes its container's width, keeping these proportions.
     Values may be negative (bars then hang below the zero line); an all-zero chart draws
     zero-height bars, so every category still has its hoverable bar per series.
     """
@@ -61,7 +63,9 @@ def bar_chart(categories: Sequence[str], series: Sequence[Series], *, title: str
     group_w = plot_w / n
     bar_w = max(group_w * 0.8 / max(len(series), 1), 0.5)
     zero_y = y(0)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" width="{width}" height="{height}" '
+    # no fixed size: the viewBox keeps the proportions, the chart takes its container's width
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" width="100%" '
+           f'style="max-width:100%;height:auto;display:block" preserveAspectRatio="xMidYMid meet" '
            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
            f"<title>{escape(title)}</title>"]
     # value axis: gridlines and ticks at low, 0, half of the high and the high

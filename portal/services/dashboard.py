@@ -41,8 +41,10 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from portal.errors import Invalid
 from portal.i18n import _l
-from portal.models import Account, AccountBalance, Entry, Payout, Posting, ProviderState
+from plugins import PayoutProvider
+from portal.models import Account, AccountBalance, Entry, Payout, Posting
 from portal.models.types import Money
+from portal.services import payouts
 from portal.services.payout_report import ReportRow
 
 from portal.models.claims import Claim
@@ -246,11 +248,12 @@ class Headline:
     providers: list[ProviderBalance] = field(default_factory=list)
 
 
-def headline(session: Session, provider_currencies: Mapping[str, str]) -> Headline:
+def headline(session: Session, known: Mapping[str, PayoutProvider | None]) -> Headline:
     """Totals now: customer balances, payouts waiting for Finance, provider balances.
 
-    ``provider_currencies`` (code → currency) lists the providers this app knows, so one
-    that was never switched or asked still shows (without a balance).
+    ``known`` (code → provider) lists the providers this app knows, so one that was never
+    switched or asked still shows, switched on or off as its plugin starts it
+    (``payouts.provider_states``, the same answer as the providers page).
     """
     kinds = ("pending", "available", "on_hold")
     sums = dict(session.execute(
@@ -264,14 +267,10 @@ def headline(session: Session, provider_currencies: Mapping[str, str]) -> Headli
     attention = session.execute(
         sa.select(sa.func.count()).select_from(Payout)
         .where(sa.or_(Payout.state == "unknown", Payout.needs_attention.is_(True)))).scalar_one()
-    rows = {s.code: s for s in session.execute(sa.select(ProviderState)).scalars()}
-    providers = []
-    for code in sorted(set(provider_currencies) | set(rows)):
-        state = rows.get(code)
-        providers.append(ProviderBalance(
-            code, provider_currencies.get(code, ""), state.balance if state else None,
-            state.balance_checked_at if state else None, state.enabled if state else True,
-            state.breaker if state else "closed"))
+    providers = [
+        ProviderBalance(code, getattr(known.get(code), "currency", ""), state.balance, state.balance_checked_at,
+                        state.enabled, state.breaker)
+        for code, state in payouts.provider_states(session, known).items()]
     return Headline({k: sums.get(k) or ZERO for k in kinds}, int(states.get("in_review", 0)),
                     int(states.get("unknown", 0)), int(attention), providers)
 

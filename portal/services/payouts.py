@@ -89,8 +89,22 @@ class RequestKeyConflict(Conflict):
 
 # --- providers ---------------------------------------------------------------------------
 
+def new_provider_state(code: str, provider: PayoutProvider | None) -> ProviderState:
+    """The switchboard a provider has before anything was saved for it (not added to a session).
+
+    The plugin decides the kill switch's starting position (``default_enabled``: QIWI starts
+    off, with its ``disabled_reason``); the breaker starts closed.  :func:`provider_state`
+    saves exactly this, and :func:`provider_states` shows it for a provider never used yet,
+    so every page gives the same answer before and after the first save.
+    """
+    enabled = getattr(provider, "default_enabled", True)
+    reasons = getattr(provider, "disabled_reason", None) or {}
+    return ProviderState(code=code, enabled=enabled, breaker="closed", consecutive_failures=0,
+                         disabled_reason=None if enabled else (reasons.get("ru") or reasons.get("en")))
+
+
 def provider_state(session: Session, code: str, *, lock: bool = False) -> ProviderState:
-    """The switchboard row of a provider, created on first use."""
+    """The switchboard row of a provider, created on first use (as :func:`new_provider_state`)."""
     query = sa.select(ProviderState).where(ProviderState.code == code)
     if lock:
         query = query.with_for_update()
@@ -99,16 +113,22 @@ def provider_state(session: Session, code: str, *, lock: bool = False) -> Provid
         from portal import providers as registry
         from portal.services.db import insert_or_ignore
 
-        provider = registry.provider(code) if has_app_context() else None
-        enabled = getattr(provider, "default_enabled", True)
-        reasons = getattr(provider, "disabled_reason", None) or {}
+        fresh = new_provider_state(code, registry.provider(code) if has_app_context() else None)
         session.execute(insert_or_ignore(session, ProviderState.__table__)
-                        .values(code=code, enabled=enabled, breaker="closed", consecutive_failures=0,
-                                disabled_reason=None if enabled else (reasons.get("ru") or reasons.get("en")),
-                                updated_at=utcnow())
+                        .values(code=code, enabled=fresh.enabled, breaker=fresh.breaker,
+                                consecutive_failures=fresh.consecutive_failures,
+                                disabled_reason=fresh.disabled_reason, updated_at=utcnow())
                         .on_conflict_do_nothing(index_elements=["code"]))
         row = session.execute(query).scalar_one()
     return row
+
+
+def provider_states(session: Session, known: Mapping[str, PayoutProvider | None]) -> dict[str, ProviderState]:
+    """Every provider's switchboard without writing (read replicas, health checks): the saved
+    row, else :func:`new_provider_state` for each of ``known``; codes sorted."""
+    rows = {row.code: row for row in session.execute(sa.select(ProviderState)).scalars()}
+    return {code: rows.get(code) or new_provider_state(code, known.get(code))
+            for code in sorted(set(known) | set(rows))}
 
 
 def provider_available(state: ProviderState, provider: PayoutProvider | None, now: dt.datetime) -> bool:

@@ -22,6 +22,7 @@ from portal.errors import Invalid
 from portal.reporting import report_session
 from portal.formatting import date, money, number
 from portal.i18n import _, _l
+from portal.labels import provider_name
 from portal.services import dashboard
 from portal.services.charts import Series, bar_chart
 
@@ -63,7 +64,7 @@ def read_period(args) -> tuple[PeriodForm, dashboard.Period | None, list[str]]:
 
 
 def _usd(value) -> str:
-    return money(value, "USD", exact=True)
+    return money(value, "USD")
 
 
 def _day_labels(period: dashboard.Period) -> list[str]:
@@ -79,7 +80,7 @@ def cashback_chart(period: dashboard.Period, rows: list[dashboard.CashbackDay]):
 
 
 def payouts_chart(period: dashboard.Period, series: list[dashboard.ProviderDays]):
-    return bar_chart(_day_labels(period), [Series(s.provider, s.amount_usd) for s in series]
+    return bar_chart(_day_labels(period), [Series(provider_name(s.provider), s.amount_usd) for s in series]
                      or [Series(_("No payouts"), [0] * len(period.days))],
                      title=_("Payouts per provider per day, USD"), x_label=_("Day (UTC)"), y_label=_("USD"),
                      fmt=_usd)
@@ -105,10 +106,9 @@ class FinanceDashboardView(BaseView):
     @has_access
     def dashboard(self):
         form, period, errors = read_period(request.args)
-        currencies = {code: p.currency for code, p in providers.all_providers().items()}
         with report_session() as session:  # the read replica when configured
             context = {"form": form, "period": period, "errors": errors, "title": _("Finance dashboard"),
-                       "headline": dashboard.headline(session, currencies), "series_names": dashboard.SERIES}
+                       "headline": dashboard.headline(session, providers.all_providers()), "series_names": dashboard.SERIES}
             if period is None:
                 return self.render_template("finance/dashboard.html", **context), REFUSED
             cashback = dashboard.cashback_series(session, period)

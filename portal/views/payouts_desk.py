@@ -41,7 +41,7 @@ from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired
 
 from plugins import PayoutProviderError
-from portal import formatting, providers
+from portal import formatting, labels, providers
 from portal.errors import DomainError
 from portal.extensions import db
 from portal.reporting import report_session
@@ -62,7 +62,7 @@ PAGE_LIMIT = 200
 PII_PERMISSION = ("can_pii", "PayoutView")
 
 #: The circuit breaker's states as Finance reads them.
-BREAKER_LABELS = {"closed": _l("working"), "open": _l("paused")}
+BREAKER_LABELS = labels.ENUMS["breaker"]
 
 REASON_LABELS = {
     "amount_above_threshold": _l("Amount above the review threshold"),

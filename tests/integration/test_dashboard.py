@@ -135,12 +135,12 @@ def test_headline_balances_queues_and_provider_balances(app, session, world, tes
     balance = payouts.refresh_balance(session, "test", providers.provider("test"), actor=SYSTEM)
     session.commit()
 
-    figures = dashboard.headline(session, {"test": "RUB", "other": "USD"})
+    figures = dashboard.headline(session, {"test": providers.provider("test"), "other": None})
     assert figures.balances == {"pending": Z, "available": D("4.50"), "on_hold": D("0.50")}
     assert (figures.payouts_in_review, figures.payouts_unknown, figures.payouts_needing_attention) == (1, 0, 0)
     by_code = {p.code: p for p in figures.providers}
     assert (by_code["test"].balance, by_code["test"].currency, by_code["test"].enabled) == (balance, "RUB", True)
-    assert by_code["other"].balance is None and by_code["other"].checked_at is None
+    assert by_code["other"].balance is None and by_code["other"].checked_at is None and by_code["other"].enabled
 
 
 def test_claims_opened_and_resolved_per_day(session, customers):
