@@ -42,6 +42,10 @@ Environment variables (the names are the contract; keep README.md in step):
 ``MAIL_SERVER``, ``MAIL_PORT``, ``MAIL_USE_TLS``, ``MAIL_USE_SSL``, ``MAIL_USERNAME``, ``MAIL_PASSWORD``, ``MAIL_DEFAULT_SENDER``
     Outgoing mail (registration confirmation, password reset; Flask-Mail's names); default
     127.0.0.1:8025, the local outbox of ``cashback mail-outbox``.
+``CASHBACK_RECON_LINE_CAP_USD`` / ``CASHBACK_RAISED_BALANCE_DAYS``
+    Four eyes: the most one reconciliation line may raise a customer's cashback (larger lines are
+    refused; smaller ones wait for a second Finance user), and how long whoever raised a balance
+    by hand may not approve that customer's payouts.
 ``CASHBACK_REFERRAL_REWARD_PERCENT``
     Share of a referred customer's available cashback paid to the referrer; 0 (default): off.
 """
@@ -159,6 +163,13 @@ def load() -> dict:
         "CLICK_SPAM_THRESHOLD": _env_int("CASHBACK_CLICK_SPAM_THRESHOLD", 3),
         #: Follow short links (s.click.aliexpress.com) over the network; off in tests/offline.
         "OUTBOUND_HTTP": _env_bool("CASHBACK_OUTBOUND_HTTP", False),
+        #: A reconciliation line may raise one customer's cashback by at most this much (USD);
+        #: larger lines are refused, smaller ones wait for a second Finance user's approval.
+        "RECON_LINE_CAP_USD": _env_decimal("CASHBACK_RECON_LINE_CAP_USD", "100.00"),
+        #: A Finance user who raised a customer's balance (proposed or approved a reconciliation
+        #: line, a claim credit or an orphan attachment) may not approve that customer's payouts
+        #: for this many days.
+        "RAISED_BALANCE_DAYS": _env_int("CASHBACK_RAISED_BALANCE_DAYS", 30),
         # --- payouts -------------------------------------------------------------------
         #: Provider settings by code (base_url, credentials, timeouts), JSON; the default
         #: points the built-in test provider at its local sandbox.

@@ -172,8 +172,21 @@ def register(app: Flask) -> None:
     app.cli.add_command(partner_directory_command)
 
 
-def main() -> None:
-    """Entry point of the ``cashback`` console script."""
+def _create_app():
+    """The app, or a one-line refusal (no traceback) when the configuration is unsafe."""
+    from config import ConfigError
     from portal.app import create_app
 
-    FlaskGroup(create_app=create_app, help="Cashback back-office command line.").main(prog_name="cashback")
+    try:
+        return create_app()
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def main() -> None:
+    """Entry point of the ``cashback`` console script."""
+    from portal.cli_i18n import translations
+
+    group = FlaskGroup(create_app=_create_app, help="Cashback back-office command line.")
+    group.add_command(translations)  # the catalogs need no app (nor its secrets)
+    group.main(prog_name="cashback")

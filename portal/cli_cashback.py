@@ -69,6 +69,10 @@ def _print_import(recon, counts: dict[str, int]) -> None:
             theirs = line.theirs or {}
             if line.applied_at is not None:
                 state = "applied"
+            elif line.decision == "rejected":
+                state = "rejected"
+            elif line.proposed_at is not None:
+                state = f"proposed (+{line.raise_usd} USD, waits for a second Finance user)"
             elif theirs.get("behind"):
                 state = "behind (left alone)"
             else:
@@ -114,7 +118,8 @@ def import_orders_command(file: Path, apply_: bool, network: str | None) -> None
         return
     result = reconciliation.apply_all(db.session, recon.id, _actor(), CLI_REASON)
     db.session.commit()
-    click.echo(f"applied {len(result.applied)} line(s), left {result.skipped} behind, "
+    click.echo(f"applied {len(result.applied)} line(s), proposed {len(result.proposed)} that raise cashback "
+               f"(a second Finance user approves them on the Reconciliation page), left {result.skipped} behind, "
                f"{len(result.failed)} failed")
     for line_id, code, message in result.failed:
         click.echo(f"failed: line #{line_id}: {code}: {message}")

@@ -238,5 +238,16 @@ class ReconLine(Model):
     theirs = sa.Column(sa.JSON, nullable=True)
     applied_at = sa.Column(UtcDateTime, nullable=True)
     applied_by = sa.Column(sa.String(120), nullable=True)
+    # --- four eyes: a line that would create or raise cashback is proposed, then approved
+    #: The customer whose cashback the line would raise, and by how much (USD, at proposal).
+    customer_id = sa.Column(sa.Integer, sa.ForeignKey("customer.id"), nullable=True, index=True)
+    raise_usd = sa.Column(Money, nullable=True)
+    proposed_by = sa.Column(sa.String(120), nullable=True)
+    proposed_at = sa.Column(UtcDateTime, nullable=True)
+    proposal_reason = sa.Column(sa.Text, nullable=True)
+    #: approved or rejected, by someone other than the proposer and the importer.
+    decision = sa.Column(sa.String(10), nullable=True)
+    decided_by = sa.Column(sa.String(120), nullable=True)
+    decided_at = sa.Column(UtcDateTime, nullable=True)
 
     recon_import = relationship("ReconImport", back_populates="lines")

@@ -32,14 +32,15 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Mapping
 
 import sqlalchemy as sa
-from flask import has_app_context
+from flask import current_app, has_app_context
 from sqlalchemy.orm import Session
 
 from plugins import ErrorCode, InvalidAccount, PayoutProvider, PayoutProviderError, PayoutRequest, PayoutStatus, Result
 from portal import observability
 from portal.errors import Conflict, DomainError, Invalid, NotFound
 from portal.i18n import _l
-from portal.models import Customer, Payout, PayoutApproval, PayoutAttempt, PayoutDetails, ProviderState
+from portal.models import (Account, Claim, ClaimCredit, Customer, Entry, Payout, PayoutApproval, PayoutAttempt,
+                           PayoutDetails, Posting, ProviderState, ReconImport, ReconLine)
 from portal.models.payouts import mask
 from portal.models.types import utcnow
 from portal.services import audit, fx, ledger
@@ -405,6 +406,38 @@ def _own_wallet(session: Session, user_id: int, payout: Payout) -> bool:
         PayoutDetails.account == payout.account)).scalar_one() > 0
 
 
+#: How long after raising a customer's balance a Finance user may not approve their payouts (days).
+DEFAULT_RAISED_BALANCE_DAYS = 30
+
+
+def raised_balance(session: Session, customer_id: int, actor: Actor, *, now: dt.datetime | None = None,
+                   days: int | None = None) -> bool:
+    """True when ``actor`` recently raised this customer's balance by hand: approved a posting that
+    credited their pending or available cashback, proposed (or imported the report of) an approved
+    reconciliation line for them, or proposed an approved claim credit for them."""
+    if actor.user_id is None:
+        return False  # the system is not a person: risk rules and jobs raise nothing by hand
+    if days is None:
+        days = current_app.config.get("RAISED_BALANCE_DAYS", DEFAULT_RAISED_BALANCE_DAYS) \
+            if has_app_context() else DEFAULT_RAISED_BALANCE_DAYS
+    since = (now or utcnow()) - dt.timedelta(days=days)
+    label = actor.label[:120]
+    username = label.split(":", 1)[1] if label.startswith("user:") else None
+    checks = [
+        sa.select(Entry.id).join(Posting, Posting.id == Entry.posting_id).join(Account, Account.id == Entry.account_id)
+        .where(Account.customer_id == customer_id, Account.kind.in_(("pending", "available")), Entry.amount > 0,
+               Posting.actor == label, Posting.created_at >= since),
+        sa.select(ReconLine.id).join(ReconImport, ReconImport.id == ReconLine.import_id)
+        .where(ReconLine.customer_id == customer_id, ReconLine.decision == "approved", ReconLine.decided_at >= since,
+               sa.or_(ReconLine.proposed_by == label, ReconImport.imported_by == label)),
+    ]
+    if username:
+        checks.append(sa.select(ClaimCredit.id).join(Claim, Claim.id == ClaimCredit.claim_id)
+                      .where(Claim.customer_id == customer_id, ClaimCredit.state == "approved",
+                             ClaimCredit.decided_at >= since, ClaimCredit.proposed_by == username))
+    return any(session.execute(check.limit(1)).first() is not None for check in checks)
+
+
 def decide(session: Session, payout_id: int, *, user_id: int, actor: Actor, approve: bool, reason: str) -> Payout:
     """A Finance decision on a payout in review (maker-checker)."""
     if not reason or not reason.strip():
@@ -416,6 +449,9 @@ def decide(session: Session, payout_id: int, *, user_id: int, actor: Actor, appr
         raise MakerChecker(_l("You cannot decide on your own withdrawal."))
     if approve and _own_wallet(session, user_id, payout):
         raise MakerChecker(_l("You cannot approve a payout to your own wallet."))
+    if approve and raised_balance(session, payout.customer_id, actor):
+        raise MakerChecker(_l("You recently raised this customer's balance (a reconciliation line, a claim credit "
+                              "or an attached order): another Finance user must approve their payouts."))
     if any(a.user_id == user_id for a in payout.approvals):
         raise MakerChecker(_l("You have already decided on this payout: a second approver must be someone else."))
     session.add(PayoutApproval(payout_id=payout.id, user_id=user_id, decision="approve" if approve else "reject",

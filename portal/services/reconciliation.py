@@ -56,6 +56,17 @@ same event is a no-op.  For ``missing_there`` the event is a cancellation with i
 carrying our own USD amounts (so only the status moves); it is refused when the order
 received a newer event after the report's end (the network has spoken since).
 
+Four eyes on money: the report is an unsigned file, so a line whose application would create
+or raise a customer's cashback (an order for one of our clicks, a confirmation, a higher
+amount or commission) is not applied by the person who asks: :func:`apply_line` and
+:func:`apply_all` *propose* it instead (``proposed_by``/``proposed_at``, the customer and the
+estimated raise in ``raise_usd``), and a line raising more than ``RECON_LINE_CAP_USD`` is
+refused outright.  A second Finance user, neither the proposer nor the importer, approves
+(:func:`approve_proposal`, each proposed line then applied as below) or rejects
+(:func:`reject_proposal`) the import's proposal, seeing its lines and their total first.
+Lines that only take cashback away (cancellations, refunds, lower amounts, orphans) are
+applied at once.
+
 A ``match`` or ``behind`` line has nothing to apply (``Conflict``).  A line applied once is
 not applied again (the call reports ``already_applied``).  Every applied line gets
 ``applied_at``/``applied_by`` and an audit record ``recon.line.applied`` with the reason.
@@ -77,7 +88,7 @@ from sqlalchemy.orm import Session
 
 from portal.errors import Conflict, DomainError, Invalid, NotFound
 from portal.i18n import _l
-from portal.models import Order, ReconImport, ReconLine
+from portal.models import Click, Order, Promo, ReconImport, ReconLine
 from portal.models.types import utcnow
 from portal.services import audit, fx, orders
 from portal.services.audit import Actor
@@ -85,7 +96,7 @@ from portal.services.db import insert_or_ignore
 from portal.services.network_report import ReportRow, file_digest, parse_order_report
 
 __all__ = ["KINDS", "APPLICABLE_KINDS", "LineResult", "BulkResult", "import_report", "apply_line",
-           "apply_all", "counts", "is_applicable"]
+           "apply_all", "approve_proposal", "reject_proposal", "proposal", "counts", "is_applicable"]
 
 #: Every kind of line, in the order they are shown.
 KINDS = ("missing_here", "missing_there", "status_drift", "amount_drift", "match")
@@ -98,6 +109,12 @@ _CHUNK = 1000
 class NothingToApply(Conflict):
     code = "nothing_to_apply"
     default_message = _l("This line has nothing to apply.")
+
+
+class FourEyes(Conflict):
+    code = "four_eyes"
+    default_message = _l("A second Finance user must approve this: not the one who imported the report or "
+                         "proposed the lines.")
 
 
 @dataclass(frozen=True)
@@ -119,6 +136,8 @@ class BulkResult:
     """What :func:`apply_all` did: applied lines, skipped ones (behind) and failures."""
 
     applied: list[LineResult] = field(default_factory=list)
+    #: lines that would create or raise cashback: proposed for a second person's approval
+    proposed: list[LineResult] = field(default_factory=list)
     skipped: int = 0
     #: (line id, error code, message) of each line that could not be applied
     failed: list[tuple[int, str, str]] = field(default_factory=list)
@@ -323,9 +342,28 @@ def counts(session: Session, import_id: int) -> dict[str, int]:
 
 
 def is_applicable(line: ReconLine) -> bool:
-    """True when the line is open and applying it can change something."""
-    return (line.applied_at is None and line.kind in APPLICABLE_KINDS
+    """True when the line is open (not applied, proposed or rejected) and applying it can change something."""
+    return (line.applied_at is None and line.proposed_at is None and line.kind in APPLICABLE_KINDS
             and not (line.theirs or {}).get("behind"))
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """An import's lines waiting for a second person: who proposed them, and the money at stake."""
+
+    lines: list[ReconLine]
+    total_usd: Decimal
+    cap_usd: Decimal
+    proposed_by: list[str]
+
+
+def proposal(session: Session, import_id: int) -> Proposal:
+    """The import's proposed, undecided lines and their total raise (shown before approval)."""
+    lines = list(session.execute(sa.select(ReconLine).where(
+        ReconLine.import_id == import_id, ReconLine.proposed_at.is_not(None), ReconLine.decision.is_(None))
+        .order_by(ReconLine.line, ReconLine.id)).scalars())
+    return Proposal(lines, sum((line.raise_usd or Decimal(0) for line in lines), Decimal("0.00")),
+                    _default("RECON_LINE_CAP_USD"), sorted({line.proposed_by for line in lines}))
 
 
 # --- applying -----------------------------------------------------------------------------
@@ -356,26 +394,94 @@ def _reason(reason: str | None) -> str:
     return reason.strip()
 
 
+def _estimate(session: Session, line: ReconLine, event: orders.OrderEvent) -> tuple[int | None, Decimal]:
+    """(customer, cashback applying the line would create or raise for them, USD, ≥ 0).
+
+    The order logic runs on a detached copy of the order (or the order the event would create
+    for its click); the raise is what would land in ``pending``/``available`` on top of what
+    the ledger already holds there for the order (a confirmation raises ``available`` by the
+    whole cashback).  Cancellations, refunds, lower amounts and orphans raise nothing.
+    """
+    if line.kind == "missing_there":
+        return (line.ours or {}).get("customer_id"), Decimal(0)
+    amount, commission = _usd(session, event.amount, event), _usd(session, event.commission, event)
+    refunded = _usd(session, event.refunded_amount, event)
+    order = session.execute(sa.select(Order).where(
+        Order.network == event.network, Order.network_order_id == event.network_order_id)).scalar_one_or_none()
+    if order is not None:
+        copy = Order(**{a.key: getattr(order, a.key) for a in sa.inspect(Order).column_attrs})
+        promo, created = order.promo, False
+    else:
+        click = session.execute(sa.select(Click).where(Click.sub_id == event.sub_id)).scalar_one_or_none() \
+            if event.sub_id else None
+        if click is None:
+            return None, Decimal(0)  # an orphan: nobody's money until Support and Finance attach it
+        copy = Order(customer_id=click.customer_id, status=event.status if event.status in orders.RANK else "paid",
+                     amount_usd=amount, commission_usd=commission, refunded_usd=Decimal(0), rate=click.rate,
+                     booked_in="none", booked_cashback=Decimal(0), last_event_at=event.event_time)
+        promo = session.get(Promo, click.promo_id) if click.promo_id else None
+        created = True
+    before_in, before = copy.booked_in, copy.booked_cashback
+    orders._apply(copy, event, created, amount, commission, refunded)  # noqa: SLF001 (the same rules, dry)
+    if copy.customer_id is None or copy.status == "cancelled":
+        return copy.customer_id, Decimal(0)
+    where, want = orders.WHERE[copy.status], orders.cashback_for(copy, promo).total
+    raised = want - (before if before_in == where else Decimal(0))
+    return copy.customer_id, max(raised, Decimal(0))
+
+
+def _cap_check(line: ReconLine, raised: Decimal) -> None:
+    cap = _default("RECON_LINE_CAP_USD")
+    if raised > cap:
+        raise Invalid(_l("Order %(order)s would raise a customer's cashback by %(amount)s USD, above the "
+                         "per-line cap of %(cap)s USD: settle it with the network, not through the report.",
+                         order=line.network_order_id, amount=raised, cap=cap), code="above_line_cap")
+
+
+def _lock_line(session: Session, line_id: int) -> ReconLine:
+    line = session.execute(sa.select(ReconLine).where(ReconLine.id == line_id).with_for_update()
+                           .execution_options(populate_existing=True)).scalar_one_or_none()
+    if line is None:
+        raise NotFound()
+    return line
+
+
 def apply_line(session: Session, line_id: int, actor: Actor, reason: str, *,
                default_rate: Decimal | None = None) -> LineResult:
-    """Apply one line through the order logic (see the module docstring); audited.
+    """Apply one line through the order logic, or propose it when it would create or raise
+    cashback (see the module docstring); audited.
 
     ``default_rate`` (the rate of an order without a click) defaults to the app's
     ``DEFAULT_CASHBACK_RATE``.  The caller commits.
     """
     reason = _reason(reason)
-    line = session.execute(sa.select(ReconLine).where(ReconLine.id == line_id).with_for_update()
-                           .execution_options(populate_existing=True)).scalar_one_or_none()
-    if line is None:
-        raise NotFound()
+    line = _lock_line(session, line_id)
     if line.applied_at is not None:
         return LineResult(line.id, "already_applied", (line.ours or {}).get("order_id"))
+    if line.decision == "rejected":
+        raise NothingToApply(_l("A second Finance user rejected this line: it is not applied."),
+                             code="line_rejected")
+    if line.proposed_at is not None and line.decision is None:
+        return LineResult(line.id, "proposed", (line.ours or {}).get("order_id"))
     if line.kind not in APPLICABLE_KINDS:
         raise NothingToApply(_l("This line matches our order: there is nothing to apply."))
     if (line.theirs or {}).get("behind"):
         raise NothingToApply(_l("The network is behind us on this order, and an order never moves back: "
                                 "there is nothing to apply."), code="network_behind")
     event = _event_for(session, line, line.recon_import.digest)
+    customer_id, raised = _estimate(session, line, event)
+    if raised > 0:
+        _cap_check(line, raised)
+        line.customer_id, line.raise_usd = customer_id, raised
+        line.proposed_by, line.proposed_at, line.proposal_reason = actor.label[:120], utcnow(), reason
+        audit.record(session, actor, "recon.line.proposed", "recon_line", line.id, reason=reason,
+                     after={"customer_id": customer_id, "raise_usd": raised, "kind": line.kind})
+        return LineResult(line.id, "proposed", (line.ours or {}).get("order_id"))
+    return _apply(session, line, event, actor, reason, default_rate)
+
+
+def _apply(session: Session, line: ReconLine, event: orders.OrderEvent, actor: Actor, reason: str,
+           default_rate: Decimal | None) -> LineResult:
     outcome = orders.receive_event(
         session, event, actor=actor,
         default_rate=default_rate if default_rate is not None else _default("DEFAULT_CASHBACK_RATE"))
@@ -392,9 +498,59 @@ def apply_line(session: Session, line_id: int, actor: Actor, reason: str, *,
     return result
 
 
+def _proposed_lines(session: Session, import_id: int, actor: Actor) -> tuple[ReconImport, list[ReconLine]]:
+    recon = session.get(ReconImport, import_id)
+    if recon is None:
+        raise NotFound()
+    lines = list(session.execute(sa.select(ReconLine).where(
+        ReconLine.import_id == import_id, ReconLine.proposed_at.is_not(None), ReconLine.decision.is_(None))
+        .order_by(ReconLine.line, ReconLine.id).with_for_update().execution_options(populate_existing=True)).scalars())
+    if not lines:
+        raise NothingToApply(_l("Nothing in this report is waiting for approval."), code="no_proposal")
+    return recon, lines
+
+
+def approve_proposal(session: Session, import_id: int, actor: Actor, reason: str, *,
+                     default_rate: Decimal | None = None) -> BulkResult:
+    """A second Finance user applies every proposed line of an import (four eyes); the caller commits.
+
+    Refused as a whole when the approver imported the report or proposed any of its lines.
+    Each line is applied in a savepoint; one whose raise now exceeds the cap (the order moved
+    since) fails and the others go on.
+    """
+    reason = _reason(reason)
+    recon, lines = _proposed_lines(session, import_id, actor)
+    if actor.label[:120] in {recon.imported_by, *(line.proposed_by for line in lines)}:
+        raise FourEyes()
+    result = BulkResult()
+    for line in lines:
+        try:
+            with session.begin_nested():
+                event = _event_for(session, line, recon.digest)
+                _customer, raised = _estimate(session, line, event)
+                _cap_check(line, raised)
+                line.decision, line.decided_by, line.decided_at = "approved", actor.label[:120], utcnow()
+                result.applied.append(_apply(session, line, event, actor, reason, default_rate))
+        except DomainError as err:
+            result.failed.append((line.id, err.code, str(err.message)))
+    return result
+
+
+def reject_proposal(session: Session, import_id: int, actor: Actor, reason: str) -> int:
+    """Reject every proposed line of an import (nothing is applied; audited); returns how many."""
+    reason = _reason(reason)
+    _recon, lines = _proposed_lines(session, import_id, actor)
+    for line in lines:
+        line.decision, line.decided_by, line.decided_at = "rejected", actor.label[:120], utcnow()
+        audit.record(session, actor, "recon.line.rejected", "recon_line", line.id, reason=reason,
+                     before={"proposed_by": line.proposed_by, "raise_usd": line.raise_usd})
+    return len(lines)
+
+
 def apply_all(session: Session, import_id: int, actor: Actor, reason: str, *,
               default_rate: Decimal | None = None) -> BulkResult:
-    """Apply every open, applicable line of an import (each audited); the caller commits."""
+    """Apply every open, applicable line of an import, proposing those that would create or raise
+    cashback (each audited); the caller commits."""
     reason = _reason(reason)
     if session.get(ReconImport, import_id) is None:
         raise NotFound()
@@ -410,7 +566,8 @@ def apply_all(session: Session, import_id: int, actor: Actor, reason: str, *,
             continue
         try:
             with session.begin_nested():
-                result.applied.append(apply_line(session, line.id, actor, reason, default_rate=default_rate))
+                done = apply_line(session, line.id, actor, reason, default_rate=default_rate)
+                (result.proposed if done.outcome == "proposed" else result.applied).append(done)
         except DomainError as err:
             result.failed.append((line.id, err.code, str(err.message)))
     return result

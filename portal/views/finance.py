@@ -160,7 +160,7 @@ class ReconciliationView(BaseView):
     default_view = "list"
     base_permissions = ["can_read", "can_write"]
     method_permission_name = {"list": "read", "show": "read", "upload": "write", "apply": "write",
-                              "apply_all": "write"}
+                              "apply_all": "write", "approve": "write", "reject": "write"}
 
     def _list_page(self, form: ReportUploadForm, status: int = 200):
         imports = db.session.execute(sa.select(ReconImport).order_by(ReconImport.id.desc()).limit(100)).scalars().all()
@@ -209,6 +209,7 @@ class ReconciliationView(BaseView):
             "finance/recon_show.html", recon=recon, lines=lines, kind=kind, kinds=KIND_LABELS,
             tally=reconciliation.counts(db.session, recon.id), applicable=reconciliation.is_applicable,
             open_count=sum(1 for line in recon.lines if reconciliation.is_applicable(line)),
+            proposal=reconciliation.proposal(db.session, recon.id),
             form=form or ApplyForm(), title=_("Reconciliation import #%(id)s", id=recon.id)), status
 
     def _import_or_404(self, import_id: int) -> ReconImport:
@@ -247,6 +248,9 @@ class ReconciliationView(BaseView):
         db.session.commit()
         if result.outcome == "already_applied":
             flash(_("This line was applied before: nothing changed."), "info")
+        elif result.outcome == "proposed":
+            flash(_("Order %(order)s would raise a customer's cashback: proposed, a second Finance user "
+                    "approves it.", order=line.network_order_id), "info")
         else:
             flash(_("Order %(order)s: the network's data applied (%(outcome)s).",
                     order=line.network_order_id, outcome=result.outcome), "success")
@@ -265,9 +269,48 @@ class ReconciliationView(BaseView):
         flash(_("%(applied)s lines applied, %(skipped)s left alone (the network is behind), %(failed)s failed.",
                 applied=len(result.applied), skipped=result.skipped, failed=len(result.failed)),
               "danger" if result.failed else "success")
+        if result.proposed:
+            flash(_("%(count)s lines would raise customers' cashback: proposed, a second Finance user approves "
+                    "them.", count=len(result.proposed)), "info")
         for line_id, _code, message in result.failed[:10]:
             flash(f"#{line_id}: {message}", "danger")
         return redirect(url_for(".show", import_id=recon.id, kind=kind))
+
+    def _decide(self, import_id: int, approve: bool):
+        recon, kind = self._import_or_404(import_id), self._kind_arg()
+        form = ApplyForm()
+        if not form.validate_on_submit():
+            flash(_("Nothing was decided: say why."), "danger")
+            return self._show_page(recon, kind, REFUSED, form)
+        try:
+            if approve:
+                result = reconciliation.approve_proposal(db.session, recon.id, actor(), form.reason.data)
+            else:
+                rejected = reconciliation.reject_proposal(db.session, recon.id, actor(), form.reason.data)
+        except DomainError as err:
+            db.session.rollback()
+            flash(str(err.message), "danger")
+            return self._show_page(recon, kind, REFUSED)
+        db.session.commit()
+        if not approve:
+            flash(_("%(count)s proposed lines rejected: nothing was applied.", count=rejected), "success")
+            return redirect(url_for(".show", import_id=recon.id, kind=kind))
+        flash(_("%(applied)s proposed lines approved and applied, %(failed)s failed.",
+                applied=len(result.applied), failed=len(result.failed)), "danger" if result.failed else "success")
+        for line_id, _code, message in result.failed[:10]:
+            flash(f"#{line_id}: {message}", "danger")
+        return redirect(url_for(".show", import_id=recon.id, kind=kind))
+
+    @expose("/<int:import_id>/approve", methods=["POST"])
+    @has_access
+    def approve(self, import_id: int):
+        """A second Finance user applies the lines proposed to raise cashback (four eyes)."""
+        return self._decide(import_id, approve=True)
+
+    @expose("/<int:import_id>/reject", methods=["POST"])
+    @has_access
+    def reject(self, import_id: int):
+        return self._decide(import_id, approve=False)
 
 
 # --- promos -------------------------------------------------------------------------------

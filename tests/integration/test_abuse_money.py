@@ -11,10 +11,121 @@ Each test replays an attack of the security review and asserts it is now refused
 """
 from __future__ import annotations
 
+import datetime as dt
+import io
+from decimal import Decimal
+
 import pytest
+import sqlalchemy as sa
 
 import config
 from portal.app import create_app
+from portal.extensions import db
+from portal.models import Customer, Payout, PayoutApproval, ReconLine
+from portal.services import clicks, fx, ledger
+from portal.services.audit import Actor
+from tests.conftest import login
+from tests.integration.test_customer_api import token
+from tests.integration.test_payout_api import make_customer
+
+D = Decimal
+EN = {"Accept-Language": "en"}
+HEADER = "order_id,sub_id,status,order_amount,currency,commission,event_time,refunded_amount"
+
+
+def balances(app, customer_id: int) -> dict[str, Decimal]:
+    with app.app_context():
+        db.session.remove()
+        return ledger.customer_balances(db.session, customer_id)
+
+
+# --- 1. the order report: four eyes on cashback it creates ---------------------------------------------
+
+@pytest.fixture
+def victim(app, clean_db):
+    """A demo-like customer: $5.56 available, old payout details, one click with a sub-id."""
+    person = make_customer(app, "mallory-friend@test.local", fund="5.56")
+    with app.app_context():
+        fx.correct_rate(db.session, dt.date.today(), D("80"), Actor.system("test"), "test rate")
+        result = clicks.create_click(db.session, db.session.get(Customer, person.id),
+                                     "https://aliexpress.com/item/1005001234567890.html", "web",
+                                     config=dict(app.config))
+        db.session.commit()
+        person.sub_id = result.click.sub_id
+    return person
+
+
+def report(sub_id: str, order: str, amount: str, commission: str) -> bytes:
+    at = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).replace(microsecond=0).isoformat()
+    return f"{HEADER}\n{order},{sub_id},confirmed,{amount},USD,{commission},{at},\n".encode()
+
+
+def upload(client, data: bytes, name: str = "epn.csv") -> int:
+    response = client.post("/finance/reconciliation/upload", data={"file": (io.BytesIO(data), name)},
+                           content_type="multipart/form-data", headers=EN)
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    return int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+
+
+def test_one_finance_user_cannot_turn_a_report_into_available_cashback(app, client, victim, make_user):
+    """Attack: one Finance user uploads a row for a customer's click, ``confirmed``, amount
+    10,000,000, and applies it: $5.56 became $630,005.56 available.  Now the line is above the
+    per-line cap and nothing moves."""
+    make_user("fin-maker", "Finance")
+    login(client, "fin-maker")
+    import_id = upload(client, report(victim.sub_id, "EVIL-1", "10000000", "1000000"))
+    response = client.post(f"/finance/reconciliation/{import_id}/apply-all", data={"reason": "network says so"},
+                           headers=EN, follow_redirects=True)
+    assert "above the per-line cap" in response.get_data(as_text=True)
+    assert balances(app, victim.id)["available"] == D("5.56")
+    with app.app_context():
+        line = db.session.execute(sa.select(ReconLine).where(ReconLine.import_id == import_id)).scalar_one()
+        assert (line.applied_at, line.proposed_at) == (None, None)
+
+
+def test_cashback_from_a_report_needs_a_second_finance_user_who_then_cannot_pay_it_out(app, client, victim,
+                                                                                        make_user):
+    """Attack: the same person raises the balance and approves the payout.  Now applying a line
+    that raises cashback only proposes it; the proposer cannot approve it; a colleague sees the
+    total and the cap first, approves, and then neither of them may approve that customer's payout."""
+    for name in ("fin-maker", "fin-checker", "fin-third"):
+        make_user(name, "Finance")
+    login(client, "fin-maker")
+    import_id = upload(client, report(victim.sub_id, "BIG-1", "1000.00", "80.00"))
+    client.post(f"/finance/reconciliation/{import_id}/apply-all", data={"reason": "network says so"}, headers=EN)
+    assert balances(app, victim.id)["available"] == D("5.56")
+    mine = client.post(f"/finance/reconciliation/{import_id}/approve", data={"reason": "fine"}, headers=EN)
+    assert mine.status_code == 422 and "second Finance user" in mine.get_data(as_text=True)
+    assert balances(app, victim.id)["available"] == D("5.56")
+
+    checker = app.test_client()
+    login(checker, "fin-checker")
+    page = checker.get(f"/finance/reconciliation/{import_id}", headers=EN).get_data(as_text=True)
+    assert "Waiting for a second Finance user" in page
+    assert "by $70.00 in total" in page and "at most $100.00 per line" in page
+    done = checker.post(f"/finance/reconciliation/{import_id}/approve", data={"reason": "checked with epn"}, headers=EN)
+    assert done.status_code == 302
+    assert balances(app, victim.id)["available"] == D("75.56")
+
+    customer = app.test_client()
+    withdrawal = customer.post("/api/v1/me/withdrawals", json={"details_id": victim.details_id, "amount_usd": "60.00"},
+                               headers={**token(customer, victim.email), "Idempotency-Key": "cash-out"})
+    assert withdrawal.status_code == 201, withdrawal.get_json()
+    payout_id = withdrawal.get_json()["id"]
+    with app.app_context():
+        assert db.session.get(Payout, payout_id).state == "in_review"
+    for who in (checker, client):  # the approver of the raise, then its proposer
+        refused = who.post(f"/payouts/review/{payout_id}/decide", data={"decision": "approve", "reason": "ok"},
+                           headers=EN)
+        assert refused.status_code == 422 and "recently raised this customer" in refused.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.execute(sa.select(sa.func.count()).select_from(PayoutApproval)).scalar_one() == 0
+    third = app.test_client()
+    login(third, "fin-third")
+    assert third.post(f"/payouts/review/{payout_id}/decide", data={"decision": "approve", "reason": "ok"},
+                      headers=EN).status_code == 302
+    with app.app_context():
+        assert db.session.get(Payout, payout_id).state != "in_review"
 
 
 # --- 3. a deployment that fails closed -----------------------------------------------------------------

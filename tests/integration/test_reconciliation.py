@@ -20,6 +20,8 @@ from portal.services.postback_signing import verify
 D = Decimal
 T0 = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.timezone.utc)
 FINANCE = Actor.system("finance-test")
+#: The second Finance user who approves what FINANCE proposed (four eyes).
+CHECKER = Actor.system("finance-checker")
 HEADER = "order_id,sub_id,status,order_amount,currency,commission,event_time,refunded_amount"
 
 
@@ -61,6 +63,12 @@ def report(*rows: tuple) -> bytes:
 def balances(session, cid):
     session.expire_all()
     return ledger.customer_balances(session, cid)
+
+
+def approve(session, recon, reason: str = "checked with the network"):
+    result = reconciliation.approve_proposal(session, recon.id, CHECKER, reason)
+    session.commit()
+    return result
 
 
 def count(session, model, *where) -> int:
@@ -206,7 +214,8 @@ def test_applying_a_line_moves_the_ledger_exactly_as_the_postback_would(session,
     line = lines_by_order(session, recon)["T-2"]
     result = reconciliation.apply_line(session, line.id, FINANCE, "the report is the truth")
     session.commit()
-    assert result.outcome == "applied"
+    assert result.outcome == "proposed" and balances(session, 2)["available"] == 0  # raises cashback: four eyes
+    assert [r.outcome for r in approve(session, recon).applied] == ["applied"]
     assert balances(session, 2) == balances(session, 1)
     assert balances(session, 2)["available"] == D("7.00")
 
@@ -221,7 +230,7 @@ def test_applying_a_line_moves_the_ledger_exactly_as_the_postback_would(session,
     (p1, legs1), (p2, legs2) = legs("T-1"), legs("T-2")
     assert legs1 == legs2
     digest = recon.digest[:16]
-    assert p2.reference == f"event:epn:recon:{digest}:{line.line}" and p2.actor == "system:finance-test"
+    assert p2.reference == f"event:epn:recon:{digest}:{line.line}" and p2.actor == "system:finance-checker"
     event = session.execute(sa.select(NetworkEvent).where(NetworkEvent.event_id == f"recon:{digest}:3")).scalar_one()
     assert (event.source, event.outcome) == ("reconciliation", "applied")
     assert ledger.verify(session).ok
@@ -235,6 +244,7 @@ def test_applying_twice_is_a_noop_even_if_the_line_forgot(session, world):
     line = lines_by_order(session, recon)["A-1"]
     reconciliation.apply_line(session, line.id, FINANCE, "confirmed at the network")
     session.commit()
+    approve(session, recon)
     state = (count(session, Posting), count(session, AuditRecord), count(session, NetworkEvent), balances(session, 1))
     assert reconciliation.apply_line(session, line.id, FINANCE, "again").outcome == "already_applied"
     session.commit()
@@ -300,6 +310,8 @@ def test_missing_here_creates_the_order_for_the_click(session, world):
     session.commit()
     reconciliation.apply_line(session, lines_by_order(session, recon)["E-1"].id, FINANCE, "postback lost")
     session.commit()
+    assert count(session, Order, Order.network_order_id == "E-1") == 0  # proposed: it would raise c2's cashback
+    approve(session, recon)
     order = session.execute(sa.select(Order).where(Order.network_order_id == "E-1")).scalar_one()
     assert (order.customer_id, order.sub_id, order.status, order.booked_cashback) == (2, subs["E"], "paid", D("3.5"))
 
@@ -347,13 +359,22 @@ def test_a_reason_is_required(session, world):
 
 
 def test_apply_all_applies_each_open_line_and_skips_behind(session, world):
-    """Four applicable lines applied and audited one by one; the behind line and the match stay open."""
+    """Four applicable lines: those taking cashback away applied at once, those raising it (A-1
+    confirmed, E-1 created) proposed and applied on a second person's approval, each audited;
+    the behind line and the match stay open."""
     _subs, data = world
     recon = reconciliation.import_report(session, data, "w.csv", FINANCE, network="epn")
     session.commit()
     result = reconciliation.apply_all(session, recon.id, FINANCE, "monthly reconciliation")
     session.commit()
-    assert (len(result.applied), result.skipped, result.failed) == (4, 1, [])
+    assert (len(result.applied), len(result.proposed), result.skipped, result.failed) == (2, 2, 1, [])
+    assert {line.network_order_id for line in recon.lines if line.applied_at} == {"B-1", "D-1"}
+    pending = reconciliation.proposal(session, recon.id)
+    assert ({line.network_order_id for line in pending.lines}, pending.total_usd) == ({"A-1", "E-1"}, D("10.50"))
+    with pytest.raises(reconciliation.FourEyes):
+        reconciliation.approve_proposal(session, recon.id, FINANCE, "my own")
+    session.rollback()
+    assert len(approve(session, recon, "monthly reconciliation").applied) == 2
     records = session.execute(sa.select(AuditRecord).where(AuditRecord.action == "recon.line.applied")).scalars().all()
     assert len(records) == 4 and {r.reason for r in records} == {"monthly reconciliation"}
     assert {line.network_order_id for line in recon.lines if line.applied_at} == {"A-1", "B-1", "D-1", "E-1"}
@@ -373,7 +394,8 @@ def test_apply_all_goes_on_after_a_failing_line(session, customers, cfg):
     session.commit()
     result = reconciliation.apply_all(session, recon.id, FINANCE, "bulk")
     session.commit()
-    assert len(result.applied) == 1 and len(result.failed) == 1
+    assert len(result.proposed) == 1 and len(result.failed) == 1
+    assert len(approve(session, recon).applied) == 1
     k2 = lines_by_order(session, recon)["K-2"]
     assert result.failed[0][:2] == (k2.id, "no_rate") and k2.applied_at is None
     assert balances(session, 1)["available"] == D("7.00")
@@ -424,7 +446,7 @@ def test_cli_import_orders_prints_differences_and_applies(app, session, world, t
     assert count(session, ReconLine, ReconLine.applied_at.is_not(None)) == 0
     again = runner.invoke(cli_cashback.import_orders_command, [str(path), "--apply"])
     assert again.exit_code == 0, again.output
-    assert "imported before" in again.output and "applied 4 line(s), left 1 behind, 0 failed" in again.output
+    assert "imported before" in again.output and "applied 2 line(s), proposed 2 that raise cashback" in again.output
     session.expire_all()
     assert count(session, ReconImport) == 1
     reasons = session.execute(sa.select(AuditRecord.reason).where(AuditRecord.action == "recon.line.applied")).scalars()

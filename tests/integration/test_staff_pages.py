@@ -148,8 +148,9 @@ def upload_report(client, data: bytes, name: str = "epn.csv"):
                        content_type="multipart/form-data", follow_redirects=True)
 
 
-def test_finance_reconciles_through_the_pages(app, client, staff, report_file):
-    """Upload, see the differences, filter by kind, apply one line, then all; the ledger follows."""
+def test_finance_reconciles_through_the_pages(app, client, staff, report_file, make_user):
+    """Upload, see the differences, filter by kind, propose the line raising cashback (a second
+    Finance user approves it), then apply all; the ledger follows."""
     staff("Finance")
     response = upload_report(client, report_file)
     page = text(response)
@@ -166,13 +167,24 @@ def test_finance_reconciles_through_the_pages(app, client, staff, report_file):
     assert refused.status_code == 422 and "was not applied: say why" in text(refused)
     assert count(app, ReconLine, ReconLine.applied_at.is_not(None)) == 0
 
-    applied = client.post(f"/finance/reconciliation/line/{line_a}/apply", data={"reason": "confirmed by EPN"},
-                          follow_redirects=True)
-    assert "Order A-1: the network&#39;s data applied (applied)." in text(applied)
+    proposed = client.post(f"/finance/reconciliation/line/{line_a}/apply", data={"reason": "confirmed by EPN"},
+                           follow_redirects=True)
+    assert "Order A-1 would raise a customer&#39;s cashback: proposed" in text(proposed)
+    assert "Waiting for a second Finance user" in text(proposed)
+    with app.app_context():
+        assert ledger.customer_balances(db.session, 1)["available"] == D("0")
+    make_user("u_checker", "Finance")
+    checker = app.test_client()
+    checker.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    login(checker, "u_checker")
+    assert checker.post(f"/finance/reconciliation/{recon_id}/approve", data={"reason": ""}).status_code == 422
+    approved = checker.post(f"/finance/reconciliation/{recon_id}/approve", data={"reason": "EPN confirms"},
+                            follow_redirects=True)
+    assert "1 proposed lines approved and applied, 0 failed." in text(approved)
     with app.app_context():
         assert ledger.customer_balances(db.session, 1)["available"] == D("7.00")
         record = db.session.execute(sa.select(AuditRecord).where(AuditRecord.action == "recon.line.applied")).scalar_one()
-        assert (record.actor, record.reason) == ("user:u_finance", "confirmed by EPN")
+        assert (record.actor, record.reason) == ("user:u_checker", "EPN confirms")
 
     assert client.post(f"/finance/reconciliation/{recon_id}/apply-all", data={"reason": ""}).status_code == 422
     done = client.post(f"/finance/reconciliation/{recon_id}/apply-all", data={"reason": "month end"},
