@@ -387,6 +387,8 @@ class PayoutProvider(abc.ABC):
     default_settings: ClassVar[ProviderSettings] = {}
     #: Whether the kill switch starts "on" for a new deployment (QIWI: off, its licence is gone).
     default_enabled: ClassVar[bool] = True
+    #: A provider for trying the system only (the Test Bank): never offered under CASHBACK_ENV=production.
+    development_only: ClassVar[bool] = False
     #: Why it starts off, per language ({"ru": ..., "en": ...}); shown to Finance and customers.
     disabled_reason: ClassVar[Mapping[str, str]] = {}
 

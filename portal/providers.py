@@ -3,7 +3,8 @@
 Settings come from the environment only (``CASHBACK_PROVIDER_SETTINGS``, a JSON object
 ``{"code": {"base_url": …, "credentials": {…}, …}}``), never from the database, so
 credentials stay out of dumps and logs.  In production a provider without its own credentials
-there is not offered (its shipped defaults are its local sandbox's).  A broken plugin stops start-up with a
+there is not offered (its shipped defaults are its local sandbox's), and a development-only one (the
+Test Bank) is never offered there.  A broken plugin stops start-up with a
 ``PluginStartupError`` naming it.
 """
 from __future__ import annotations
@@ -31,6 +32,9 @@ def init_app(app: Flask) -> None:
         # environment: one without them is not offered at all, never run on the defaults.
         for code in [code for code in built if not (settings.get(code) or {}).get("credentials")]:
             log.warning("payout provider %s has no credentials in CASHBACK_PROVIDER_SETTINGS: not offered", code)
+            del built[code]
+        for code in [code for code, instance in built.items() if instance.development_only]:
+            log.info("payout provider %s is for development only: not offered in production", code)
             del built[code]
     store = DbHandleStore()
     for instance in built.values():

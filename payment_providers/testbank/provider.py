@@ -53,6 +53,8 @@ class TestBankProvider(PayoutProvider):
     supports_status_query: ClassVar[bool] = True
     supports_callbacks: ClassVar[bool] = True
     supports_balance: ClassVar[bool] = True
+    #: Play money: offered in development and the tests, never in production.
+    development_only: ClassVar[bool] = True
     #: Matches ``python -m payment_providers.testbank.sandbox`` with its defaults.
     default_settings: ClassVar[ProviderSettings] = {
         "base_url": "http://127.0.0.1:8765",

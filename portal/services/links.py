@@ -62,7 +62,9 @@ SHORT_LINK_HOSTS: Final[frozenset[str]] = frozenset(
 )
 """Hosts of AliExpress short (affiliate/share) links: they carry no product id, only a redirect."""
 
-CANONICAL_URL_TEMPLATE: Final[str] = "https://aliexpress.com/item/{product_id}.html"
+CANONICAL_URL_TEMPLATE: Final[str] = "https://{site}/item/{product_id}.html"
+"""The one URL of a product: on the customer's own AliExpress site (``aliexpress.ru`` stays ``.ru``),
+without subdomains, path variants or query."""
 EXAMPLE_PRODUCT_URL: Final[str] = "https://aliexpress.com/item/1005001234567890.html"
 
 MAX_LINK_LENGTH: Final[int] = 2048
@@ -187,9 +189,11 @@ class ProductLink:
     canonical_url: str
 
     @classmethod
-    def from_product_id(cls, product_id: str) -> ProductLink:
-        """Build the link for a product id that has already been validated."""
-        return cls(product_id=product_id, canonical_url=CANONICAL_URL_TEMPLATE.format(product_id=product_id))
+    def from_product_id(cls, product_id: str, site: str = ALLOWED_DOMAINS[0]) -> ProductLink:
+        """Build the link for a product id that has already been validated, on ``site`` (one of
+        :data:`ALLOWED_DOMAINS`: the regional site the customer's link was on)."""
+        return cls(product_id=product_id,
+                   canonical_url=CANONICAL_URL_TEMPLATE.format(site=site, product_id=product_id))
 
 
 class ShortLinkResolver(Protocol):
@@ -229,7 +233,7 @@ def check_link(raw: str, *, resolver: ShortLinkResolver | None = None) -> Produc
     parsed = _parse_url(text)
     product_id = _product_id(parsed.path)
     if product_id is not None:
-        return ProductLink.from_product_id(product_id)
+        return ProductLink.from_product_id(product_id, _site(parsed.host))
     if parsed.host in SHORT_LINK_HOSTS and parsed.path.strip("/"):
         return _check_short_link(text, resolver)
     raise LinkError(LinkErrorCode.NOT_PRODUCT)
@@ -242,7 +246,7 @@ def _check_short_link(url: str, resolver: ShortLinkResolver | None) -> ProductLi
     parsed = _parse_hop(resolver(_with_scheme(url)))
     product_id = _product_id(parsed.path)
     if product_id is not None:
-        return ProductLink.from_product_id(product_id)
+        return ProductLink.from_product_id(product_id, _site(parsed.host))
     if parsed.host in SHORT_LINK_HOSTS:
         raise LinkError(LinkErrorCode.SHORT_LINK_UNAVAILABLE)
     raise LinkError(LinkErrorCode.NOT_PRODUCT)
@@ -353,6 +357,11 @@ def _is_aliexpress_domain(host: str) -> bool:
     if any(label.startswith("xn--") for label in host.split(".")):
         return False
     return any(host == domain or host.endswith("." + domain) for domain in ALLOWED_DOMAINS)
+
+
+def _site(host: str) -> str:
+    """The regional AliExpress site of an accepted host (``m.aliexpress.ru`` -> ``aliexpress.ru``)."""
+    return next(domain for domain in ALLOWED_DOMAINS if host == domain or host.endswith("." + domain))
 
 
 def _product_id(path: str) -> str | None:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.browser
 
 LINK = "https://aliexpress.ru/item/1005001234567890.html?spm=a2g0o.productlist"
 PRODUCT_ID = "1005001234567890"
-PRODUCT_PAGE = f"https://aliexpress.com/item/{PRODUCT_ID}.html"
+PRODUCT_PAGE = f"https://aliexpress.ru/item/{PRODUCT_ID}.html"  # LINK is on .ru: the product stays there
 WALLET = "TEST-12345674"  # a valid Test Bank wallet (Luhn check digit 4)
 #: order 100.00 USD × the default rate 7 % (below the network's 8.00 commission) = the customer's cashback
 CASHBACK = Decimal("7.00")

@@ -95,14 +95,16 @@ def test_paste_link_buy_continue_and_go(app, client, anna):
     assert "Do not use coupons or promo codes from other sites and turn off ad blockers" in html
     assert 'id="spam-warning"' not in html
     assert f'href="/go/{sub_id}"' in html and "Continue (go to the purchase)" in html
-    assert "https://aliexpress.com/item/1005001234567890.html" in html and "Your cashback rate: 7%" in html
+    # the product, on the customer's own site (.ru stays .ru), links through the tracking redirect too
+    assert f'<a href="/go/{sub_id}" id="product-link">https://aliexpress.ru/item/1005001234567890.html</a>' in html
+    assert "Your cashback rate: 7%" in html
 
     go = client.get(f"/go/{sub_id}", headers={"User-Agent": "Firefox/130"},
                     environ_base={"REMOTE_ADDR": "203.0.113.7"})
     assert go.status_code == 302
     assert go.headers["Location"].startswith("https://alitems.site/")
     assert f"sub={sub_id}" in go.headers["Location"]
-    assert "ulp=https%3A%2F%2Faliexpress.com%2Fitem%2F1005001234567890.html" in go.headers["Location"]
+    assert "ulp=https%3A%2F%2Faliexpress.ru%2Fitem%2F1005001234567890.html" in go.headers["Location"]  # .ru stays
     assert go.headers["Cache-Control"] == "no-store"
     with app.app_context():
         click = db.session.execute(sa.select(Click).where(Click.sub_id == sub_id)).scalar_one()

@@ -91,11 +91,11 @@ def anna_auth(client, anna):
 
 # --- link check (public) -----------------------------------------------------------------------
 
-GOOD_LINKS = [
-    (LINK, "1005001234567890"),
-    ("aliexpress.com/item/4000123456789.html", "4000123456789"),
-    ("  https://m.aliexpress.us/item/1005001234567890.html\u200b ", "1005001234567890"),
-    ("https://aliexpress.ru/store/product/shop/123_1005001111111111.html", "1005001111111111"),
+GOOD_LINKS = [  # (link, product id, the regional site the product stays on)
+    (LINK, "1005001234567890", "aliexpress.ru"),
+    ("aliexpress.com/item/4000123456789.html", "4000123456789", "aliexpress.com"),
+    ("  https://m.aliexpress.us/item/1005001234567890.html\u200b ", "1005001234567890", "aliexpress.us"),
+    ("https://aliexpress.ru/store/product/shop/123_1005001111111111.html", "1005001111111111", "aliexpress.ru"),
 ]
 
 BAD_LINKS = [
@@ -114,13 +114,14 @@ BAD_LINKS = [
 ]
 
 
-@pytest.mark.parametrize("url,product_id", GOOD_LINKS)
-def test_link_check_accepts_product_links_without_login(client, url, product_id):
-    """A product link answers its id, the canonical URL and the default rate, with no login."""
+@pytest.mark.parametrize("url,product_id,site", GOOD_LINKS)
+def test_link_check_accepts_product_links_without_login(client, url, product_id, site):
+    """A product link answers its id, the canonical URL (on the link's own site) and the default rate,
+    with no login."""
     response = client.post("/api/v1/links/check", json={"url": url})
     assert response.status_code == 200, response.get_json()
     assert response.get_json() == {"ok": True, "product_id": product_id, "rate": "7.00",
-                                   "canonical_url": f"https://aliexpress.com/item/{product_id}.html"}
+                                   "canonical_url": f"https://{site}/item/{product_id}.html"}
 
 
 @pytest.mark.parametrize("url,code", BAD_LINKS)

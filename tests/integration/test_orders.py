@@ -63,7 +63,7 @@ def test_click_freezes_rate_and_has_unguessable_sub_id(session, customers, cfg):
     """Each click gets a fresh 128-bit sub-id and the default 7 % frozen on it."""
     a, b = click_for(session, cfg), click_for(session, cfg, at=T0 + dt.timedelta(minutes=1))
     assert a.sub_id != b.sub_id and len(a.sub_id) >= 22
-    assert a.rate == D("7.00") and a.canonical_url == "https://aliexpress.com/item/1005001234567890.html"
+    assert a.rate == D("7.00") and a.canonical_url == "https://aliexpress.ru/item/1005001234567890.html"  # LINK is on .ru
     assert "sub=" + a.sub_id in clicks.affiliate_url(a, cfg["NETWORK_URL_TEMPLATE"])
 
 

@@ -200,13 +200,15 @@ TABLE = [pytest.param(raw, pid, id=f"ok-{n}") for n, (raw, pid) in enumerate(ACC
 
 @pytest.mark.parametrize(("raw", "expected"), TABLE)
 def test_link_table(raw: str, expected: str | LinkErrorCode) -> None:
-    """Each accepted form yields its product id and the canonical URL; each rejected one its code."""
+    """Each accepted form yields its product id and the canonical URL on its own regional site; each
+    rejected one its code."""
     if isinstance(expected, LinkErrorCode):
         with pytest.raises(LinkError) as caught:
             check_link(raw)
         assert caught.value.code == expected
     else:
-        assert check_link(raw) == ProductLink(expected, f"https://aliexpress.com/item/{expected}.html")
+        site = next(f"aliexpress.{tld}" for tld in ("ru", "us", "com") if f"aliexpress.{tld}" in raw.lower())
+        assert check_link(raw) == ProductLink(expected, f"https://{site}/item/{expected}.html")
 
 
 def test_table_is_big_enough() -> None:
@@ -419,7 +421,7 @@ def test_resolver_accepts_a_schemeless_short_link(served: _LocalServer) -> None:
 
 def test_resolver_follows_relative_locations(served: _LocalServer) -> None:
     link = check_link("https://s.click.aliexpress.com/e/_relative", resolver=resolver_for(served))
-    assert link == ProductLink(RU_PID, f"https://aliexpress.com/item/{RU_PID}.html")
+    assert link == ProductLink(RU_PID, f"https://aliexpress.ru/item/{RU_PID}.html")
     assert ("s.click.aliexpress.com", "/e/_relative2") in served.hits
 
 
@@ -518,7 +520,7 @@ def test_resolver_result_is_checked_like_a_pasted_link() -> None:
     product = check_link(
         "https://a.aliexpress.com/_x", resolver=lambda _url: f"https://m.aliexpress.ru/item/{PID}.html"
     )
-    assert product == ProductLink(PID, CANONICAL)
+    assert product == ProductLink(PID, f"https://aliexpress.ru/item/{PID}.html")  # the site it led to
 
 
 def test_default_http_get_uses_requests_without_following_redirects(
@@ -573,30 +575,33 @@ def _random_case(draw: st.DrawFn, text: str) -> str:
 
 
 @st.composite
-def accepted_links(draw: st.DrawFn) -> tuple[str, str]:
-    """A product id and a link to it in any of the accepted forms."""
+def accepted_links(draw: st.DrawFn) -> tuple[str, str, str]:
+    """A product id, its regional site's top-level domain and a link to it in any of the accepted forms."""
     product_id = draw(product_ids)
+    tld = draw(st.sampled_from(["com", "ru", "us"]))
     prefix = draw(st.sampled_from(["https://", "http://", "", "//"])) + draw(
         st.sampled_from(["", "www.", "m.", "ru.", "pt.", "es.", "fr.", "sale."])
     )
     link = draw(st.sampled_from(TEMPLATES)).format(
         scheme="",
         sub=_random_case(draw, prefix),
-        tld=_random_case(draw, draw(st.sampled_from(["com", "ru", "us"]))),
+        tld=_random_case(draw, tld),
         id=product_id,
         slug=draw(slugs),
         store=draw(st.integers(min_value=1, max_value=10**9)),
         tail=draw(tails),
     )
-    return product_id, draw(padding) + link + draw(padding)
+    return product_id, tld, draw(padding) + link + draw(padding)
 
 
 @given(accepted_links())
-@example((PID, f"https://www.aliexpress.com/item/{PID}.html"))
-def test_any_product_id_in_any_accepted_form_round_trips(case: tuple[str, str]) -> None:
-    product_id, link = case
+@example((PID, "com", f"https://www.aliexpress.com/item/{PID}.html"))
+@example((PID, "ru", f"https://m.aliexpress.ru/item/{PID}.html"))
+def test_any_product_id_in_any_accepted_form_round_trips(case: tuple[str, str, str]) -> None:
+    """The product keeps its regional site (a .ru link stays on aliexpress.ru), nothing else of the link."""
+    product_id, tld, link = case
     result = check_link(link)
-    assert result == ProductLink(product_id, f"https://aliexpress.com/item/{product_id}.html")
+    assert result == ProductLink(product_id, f"https://aliexpress.{tld}/item/{product_id}.html")
     assert check_link(result.canonical_url) == result
 
 
@@ -629,7 +634,8 @@ def test_arbitrary_text_raises_nothing_but_link_error(raw: str) -> None:
         assert error.code in set(LinkErrorCode)
         assert error.code != LinkErrorCode.SHORT_LINK_OFFSITE  # no resolver, no hops
     else:
-        assert result.canonical_url == f"https://aliexpress.com/item/{result.product_id}.html"
+        assert result.canonical_url in {f"https://aliexpress.{tld}/item/{result.product_id}.html"
+                                        for tld in ("com", "ru", "us")}
         assert result.product_id.isascii() and result.product_id.isdigit()
         assert 6 <= len(result.product_id) <= 20
 
