@@ -219,7 +219,9 @@ def load() -> dict:
         "MAIL_USE_SSL": _env_bool("MAIL_USE_SSL", False),
         "MAIL_USERNAME": _env("MAIL_USERNAME", ""),
         "MAIL_PASSWORD": _env("MAIL_PASSWORD", ""),
-        "MAIL_DEFAULT_SENDER": _env("MAIL_DEFAULT_SENDER", "Cashback <no-reply@cashback.local>"),
+        #: The sender of mail; default: the brand (CASHBACK_APP_NAME) at no-reply@cashback.local.
+        "MAIL_DEFAULT_SENDER": _env("MAIL_DEFAULT_SENDER",
+                                    f'{_env("CASHBACK_APP_NAME", "Cashback")} <no-reply@cashback.local>'),
         #: Seconds an SMTP conversation may take before sending gives up (logged, not retried).
         "MAIL_TIMEOUT": _env_int("MAIL_TIMEOUT", 10),
         #: The public address of the portal, for links in mail; empty: the request's host.
@@ -270,7 +272,8 @@ def load() -> dict:
         #: Network postbacks per client IP (bursts are normal; this stops floods only).
         "POSTBACK_RATE_LIMIT": _env("CASHBACK_POSTBACK_RATE_LIMIT", "1000 per second"),
         # --- Flask-AppBuilder --------------------------------------------------------
-        "APP_NAME": _env("CASHBACK_APP_NAME", "Cashback back-office"),
+        #: The brand: the navbar, the page titles, the landing page and the mail (subject, signature, sender).
+        "APP_NAME": _env("CASHBACK_APP_NAME", "Cashback"),
         "AUTH_TYPE": AUTH_DB,
         "AUTH_ROLE_ADMIN": "Admin",
         "AUTH_ROLE_PUBLIC": "Public",

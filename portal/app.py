@@ -48,7 +48,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     with app.app_context():
         from portal.security_manager import CashbackSecurityManager  # AUTH_DB + CPA-partner login
 
-        appbuilder = AppBuilder(update_perms=False, security_manager_class=CashbackSecurityManager)
+        from portal.views.home import HomeView  # "/": the landing page, or the login's own desk
+
+        appbuilder = AppBuilder(update_perms=False, security_manager_class=CashbackSecurityManager,
+                                indexview=HomeView)
         appbuilder.init_app(app, db.session)
         from portal import views
 

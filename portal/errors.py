@@ -27,7 +27,7 @@ from flask import Flask, Response, jsonify, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import escape
 from sqlalchemy.exc import DataError
-from werkzeug.exceptions import HTTPException, NotFound as WerkzeugNotFound
+from werkzeug.exceptions import HTTPException
 
 from portal.i18n import _, _l
 
@@ -100,12 +100,12 @@ def set_error_handlers(app: Flask) -> None:
         if getattr(err.orig, "sqlstate", None) == NUMERIC_OUT_OF_RANGE:
             if _wants_json():
                 return jsonify(error_body(404, "not_found", NotFound.default_message)), 404
-            return WerkzeugNotFound()
+            return error_page(404)
         if "NUL" in str(err.orig):
             message = _("Text may not contain NUL characters.")
             if _wants_json():
                 return jsonify(error_body(422, "nul_character", message)), 422
-            return Response(escape(message), status=422, mimetype="text/html")
+            return error_page(422, message)
         raise err
 
     @app.errorhandler(CSRFError)
@@ -113,14 +113,14 @@ def set_error_handlers(app: Flask) -> None:
         message = _("The form has expired. Reload the page and try again.")
         if _wants_json():
             return jsonify(error_body(400, "csrf_failed", message)), 400
-        page = (f'<!doctype html><html><head><meta charset="utf-8"><title>{escape(_("Bad request"))}</title>'
-                f'</head><body><p>{escape(message)}</p></body></html>')
-        return Response(page, status=400, mimetype="text/html")
+        return error_page(400, message)
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):
         if not _wants_json():
-            return err
+            if (err.code or 500) < 400 or err.response is not None:  # routing redirects, ready responses
+                return err
+            return error_page(err.code or 500, headers=err.get_headers())
         status = err.code or 500
         code = _status_code_name(status, err.name)
         message = err.description or err.name
@@ -137,6 +137,48 @@ def set_error_handlers(app: Flask) -> None:
     def _one_shape(response: Response) -> Response:
         return reshape_error(response) if _wants_json() else response
 
+
+
+#: The portal's error pages: (title, what happened) per status; other statuses use 400's or 500's.
+ERROR_PAGES: dict[int, tuple[Any, Any]] = {
+    400: (_l("Bad request"), _l("The request could not be processed.")),
+    403: (_l("Access denied"), _l("Your login may not open this page. If you need it, ask an administrator.")),
+    404: (_l("Page not found"), _l("There is no such page: the address may be mistyped, or the page was removed.")),
+    405: (_l("Not allowed"), _l("This page cannot be used that way.")),
+    413: (_l("Too large"), _l("The file or form is larger than we accept.")),
+    422: (_l("Not accepted"), _l("Some fields are not valid.")),
+    429: (_l("Too many attempts"), _l("Too many requests in a short time. Wait a little and try again.")),
+    500: (_l("Something went wrong"), _l("Something went wrong on our side. Please try again later.")),
+}
+
+
+def error_page(status: int, message: Any = None, headers: Any = ()) -> Response:
+    """An error as a page of the portal (its layout, navbar and language) with a way back:
+    the start page, the previous page, and the login form for an anonymous visitor."""
+    from flask import current_app, render_template, url_for
+    from flask_login import current_user
+
+    title, text = ERROR_PAGES.get(status) or ERROR_PAGES[500 if status >= 500 else 400]
+    appbuilder = current_app.appbuilder
+    if status >= 500:
+        from portal.extensions import db
+
+        db.session.rollback()  # whatever failed must not break the page's own queries
+    try:
+        anonymous = not (current_user and current_user.is_authenticated)
+        body = render_template("errors/page.html", base_template=appbuilder.base_template, appbuilder=appbuilder,
+                               status=status, title=title, message=message or text,
+                               home_url=url_for("HomeView.index"),
+                               login_url=appbuilder.get_url_for_login if anonymous else None)
+    except Exception:  # the layout itself failed (database down…): a bare page, still in the user's language
+        body = (f'<!doctype html><html><head><meta charset="utf-8"><title>{escape(str(title))}</title></head>'
+                f'<body><h1>{status} · {escape(str(title))}</h1><p>{escape(str(message or text))}</p>'
+                f'<p><a href="/">{escape(_("To the start page"))}</a></p></body></html>')
+    response = Response(body, status=status, mimetype="text/html")
+    for name, value in headers:  # Allow (405), Retry-After (429, 503)…
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response
 
 
 def _status_code_name(status: int, name: str | None = None) -> str:

@@ -103,6 +103,8 @@ PERMISSION_SETS: dict[str, list[Perm]] = {
     "developers.operate": [("can_write", "DeveloperDesk")],
     # the Finance dashboard: figures, charts, CSV exports (portal/views/dashboard.py)
     "finance.dashboard": _view("FinanceDashboard", "can_read") + _menu("Finance", "Finance dashboard"),
+    # the customer's own profile page (portal/views/home.py): language, password
+    "customer.profile": _view("CustomerProfile", "can_read", "can_write") + _menu("Cabinet", "Cabinet profile"),
     # the customer's referral page (portal/views/accounts.py): link, referred friends, rewards
     "customer.referrals": _view("CustomerReferrals", "can_read") + _menu("Cabinet", "Cabinet referrals"),
     # block/unblock a customer with a reason; self-referral reviews: dismiss or confirm (audited)
@@ -121,9 +123,19 @@ ROLE_DEFINITIONS: dict[str, list[str]] = {
                 "providers.read", "providers.manage", "payouts.report", "claims.read", "claims.credits", "finance.dashboard"],
     "Developer": ["self.profile", "postbacks.read", "payouts.read_no_pii", "providers.read", "developers.desk",
                   "developers.operate"],
-    "Customer": ["self.profile", "customer.self", "customer.cabinet", "customer.payouts", "customer.claims", "customer.referrals"],
+    "Customer": ["customer.profile", "customer.self", "customer.cabinet", "customer.payouts", "customer.claims", "customer.referrals"],
 }
 ROLES = (ADMIN, *ROLE_DEFINITIONS)
+
+
+def customer_only_menus() -> frozenset[str]:
+    """Menu entries only the customer's sets open (the cabinet).  Admin, who is never a customer,
+    does not get them: every page there would only say "not a customer"."""
+    def menus(customer: bool) -> set[str]:
+        return {view for name, perms in PERMISSION_SETS.items() if name.startswith("customer.") == customer
+                for perm, view in perms if perm == "menu_access"}
+
+    return frozenset(menus(True) - menus(False))
 
 
 class RoleSyncError(RuntimeError):
@@ -154,8 +166,9 @@ def sync_roles(appbuilder: AppBuilder) -> dict[str, int]:
         role.permissions = sorted(set(wanted), key=lambda pv: pv.id)
         result[name] = len(role.permissions)
     admin = sm.find_role(ADMIN)
-    admin.permissions = appbuilder.session.query(sm.permissionview_model).order_by(
-        sm.permissionview_model.id).all()
+    hidden = customer_only_menus()
+    admin.permissions = [pv for pv in appbuilder.session.query(sm.permissionview_model).order_by(
+        sm.permissionview_model.id) if not (pv.permission.name == "menu_access" and pv.view_menu.name in hidden)]
     result[ADMIN] = len(admin.permissions)
     appbuilder.session.commit()
     return result

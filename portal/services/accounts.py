@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from flask_appbuilder.security.sqla.models import User
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
-from werkzeug.security import generate_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.errors import Conflict, DomainError, Invalid, NotFound
 from portal.i18n import _l
@@ -263,8 +263,7 @@ def reset_password(session: Session, config: Mapping, token: str, password: str)
     data = _load(config, RESET_SALT, token, int(config["RESET_TOKEN_MAX_AGE"]))
     if not hmac.compare_digest(str(data.get("p", "")), _password_digest(user)):
         raise BadToken()  # another request used it meanwhile
-    user.password = generate_password_hash(password, method=config.get("FAB_PASSWORD_HASH_METHOD", "scrypt"),
-                                           salt_length=config.get("FAB_PASSWORD_HASH_SALT_LENGTH", 16))
+    user.password = _hash(config, password)
     user.fail_login_count = 0
     if customer.awaiting_email_confirmation:
         # the reset link reached the mailbox: that confirms the address as well
@@ -272,6 +271,48 @@ def reset_password(session: Session, config: Mapping, token: str, password: str)
     audit.record(session, Actor(label=f"customer:{customer.email}", user_id=customer.user_id),
                  "customer.password_reset", "customer", customer.id)
     return customer
+
+
+# --- the customer's own profile (cabinet) -------------------------------------------------------------
+
+class WrongPassword(DomainError):
+    status = 422
+    code = "wrong_password"
+    default_message = _l("The current password is not right.")
+
+
+def _hash(config: Mapping, password: str) -> str:
+    return generate_password_hash(password, method=config.get("FAB_PASSWORD_HASH_METHOD", "scrypt"),
+                                  salt_length=config.get("FAB_PASSWORD_HASH_SALT_LENGTH", 16))
+
+
+def change_password(session: Session, config: Mapping, customer: Customer, current: str, new: str) -> None:
+    """The logged-in customer's new password, after the current one (audited; the caller commits)."""
+    user = session.execute(sa.select(User).where(User.id == customer.user_id).with_for_update()
+                           .execution_options(populate_existing=True)).scalar_one_or_none()
+    if user is None or customer.partner_linked:  # a partner's password lives in the partner account
+        raise Conflict(_l("This account's password is managed elsewhere."), code="password_elsewhere")
+    if not check_password_hash(user.password or "", current or ""):
+        raise WrongPassword(errors=[{"field": "current", "code": "wrong_password",
+                                     "message": WrongPassword.default_message}])
+    errors = [{**e, "field": "password"} for e in password_errors(new or "")]
+    if errors:
+        raise Invalid(errors[0]["message"], code="invalid_password", errors=errors)
+    user.password = _hash(config, new)
+    audit.record(session, Actor(label=f"customer:{customer.email}", user_id=customer.user_id),
+                 "customer.password_changed", "customer", customer.id)
+
+
+def set_locale(session: Session, config: Mapping, customer: Customer, locale: str) -> None:
+    """The language of the customer's pages and mail (audited when it changes)."""
+    if locale not in config["LANGUAGES"]:
+        raise Invalid(_l("Unknown language."), code="bad_locale",
+                      errors=[{"field": "locale", "code": "bad_locale", "message": _l("Unknown language.")}])
+    if customer.locale != locale:
+        audit.record(session, Actor(label=f"customer:{customer.email}", user_id=customer.user_id),
+                     "customer.locale_changed", "customer", customer.id,
+                     before={"locale": customer.locale}, after={"locale": locale})
+        customer.locale = locale
 
 
 # --- blocking (Support) -----------------------------------------------------------------------------

@@ -32,4 +32,7 @@ def register(appbuilder: AppBuilder) -> None:
     from . import accounts  # registration, password reset, referrals, blocking
 
     accounts.register(appbuilder)
+    from . import home  # the customer's profile page; the navbar's "Profile" link
+
+    home.register(appbuilder)
     api.register(appbuilder)

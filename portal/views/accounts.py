@@ -221,7 +221,10 @@ class ConfirmView(BaseView):
             flash(_("We sent a new confirmation link to %(email)s.", email=customer.email), "success")
         else:
             flash(_("Your e-mail address is confirmed already."), "info")
-        return redirect(url_for("CustomerReferralsView.index"))
+        back = request.form.get("next") or ""
+        if not (back.startswith("/") and not back.startswith("//") and "\\" not in back):  # our own pages only
+            back = url_for("CustomerReferralsView.index")
+        return redirect(back)
 
 
 class PasswordView(BaseView):
@@ -291,7 +294,7 @@ class CustomerReferralsView(CustomerPages, BaseView):
         db.session.commit()  # a customer's first visit makes their code
         link = f"{_base_url()}{url_for('ReferralLinkView.follow', code=stats.code)}"
         return self._render("accounts/referrals.html", stats=stats, link=link, customer=customer,
-                            reward_percent=referrals.reward_percent(), resend_form=EmptyForm(formdata=None))
+                            reward_percent=referrals.reward_percent())
 
 
 # --- Support ----------------------------------------------------------------------------------------------

@@ -236,7 +236,7 @@ class WithdrawView(CustomerPages, BaseView):
         view = cv.balance(session, customer.id, minimum_usd=current_app.config["MIN_WITHDRAWAL_USD"],
                           day=utcnow().date())
         return self._render(
-            "cabinet/withdraw.html", status, balance=view, methods=methods, details=details, enabled=enabled,
+            "cabinet/withdraw.html", status, customer=customer, balance=view, methods=methods, details=details, enabled=enabled,
             details_form=details_form, withdraw_form=withdraw_form, cancel_form=CancelForm(formdata=None),
             error=error, page=payout_api.withdrawals_page(session, customer.id, page, size),
             can_cancel=payout_api.can_cancel, state_label=payout_api.state_label, mask=mask,

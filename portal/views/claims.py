@@ -366,7 +366,7 @@ class ClaimCreditsView(BaseView):
 
 
 def register(appbuilder: AppBuilder) -> None:
-    appbuilder.add_view(ClaimDeskView, "Claims list", label=_l("Claims"), icon="fa-life-ring",
+    appbuilder.add_view(ClaimDeskView, "Claims list", label=_l("All claims"), icon="fa-life-ring",
                         category="Claims", category_label=_l("Claims"), category_icon="fa-life-ring")
     appbuilder.add_link("Claims breaching SLA", href="/claims/desk/breaching", label=_l("Breaching SLA"),
                         icon="fa-clock-o", category="Claims")
