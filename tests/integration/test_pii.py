@@ -147,12 +147,14 @@ def test_production_never_runs_a_provider_on_its_shipped_sandbox_credentials(mon
     monkeypatch.setenv("CASHBACK_INSTANCE_DIR", str(tmp_path))
     monkeypatch.delenv("CASHBACK_PROVIDER_SETTINGS", raising=False)
     assert providers.all_providers(create_app()) == {}
-    real = {"test": {"credentials": {"username": "prod-user", "password": "prod-pass-from-env",
+    real = {"yoomoney": {"credentials": {"shop_id": "prod-shop", "secret_key": "prod-secret-from-env"}},
+            # the Test Bank is play money: never offered in production, whatever its settings
+            "test": {"credentials": {"username": "prod-user", "password": "prod-pass-from-env",
                                      "webhook_secret": "prod-hook-from-env"}}}
     monkeypatch.setenv("CASHBACK_PROVIDER_SETTINGS", json.dumps(real))
     built = providers.all_providers(create_app())
-    assert list(built) == ["test"]
-    assert dict(built["test"].settings["credentials"]) == real["test"]["credentials"]
+    assert list(built) == ["yoomoney"]
+    assert dict(built["yoomoney"].settings["credentials"]) == real["yoomoney"]["credentials"]
 
 
 def test_credentials_from_the_environment_replace_the_sandbox_defaults(monkeypatch):
