@@ -42,8 +42,11 @@ PERMISSION_SETS: dict[str, list[Perm]] = {
         + _view("NetworkEventView", "can_list", "can_show")
         + _menu("Orders", "All orders", "Orphan orders", "Network events")
     ),
-    # give an orphan order to its customer (books its cashback; audited)
+    # propose the customer of an orphan order (nothing is booked yet; audited)
     "orphans.attach": [("can_attach", "OrphanOrderView")],
+    # confirm (books its cashback) or reject a proposed attachment; four eyes is the service's
+    "orphans.confirm": (_view("OrphanAttachments", "can_read", "can_write")
+                        + _menu("Orders", "Attachments to confirm")),
     # exchange rates: list, CBR upload, corrections (portal/views/finance.py)
     "fx.manage": _view("FxRateView", "can_list", "can_show", "can_write") + _menu("Finance", "Exchange rates"),
     # the network's order report: import, differences, apply
@@ -120,7 +123,8 @@ ROLE_DEFINITIONS: dict[str, list[str]] = {
     "Support": ["self.profile", "customers.timeline", "customers.read", "orders.read", "orphans.attach", "payouts.read", "claims.read", "claims.work", "customers.block"],
     "Finance": ["self.profile", "customers.timeline", "customers.read", "ledger.read", "orders.read", "fx.manage", "recon.manage",
                 "promos.manage", "payouts.read", "payouts.pii", "payouts.review", "payouts.fix",
-                "providers.read", "providers.manage", "payouts.report", "claims.read", "claims.credits", "finance.dashboard"],
+                "providers.read", "providers.manage", "payouts.report", "claims.read", "claims.credits", "finance.dashboard",
+                "orphans.confirm"],
     "Developer": ["self.profile", "postbacks.read", "payouts.read_no_pii", "providers.read", "developers.desk",
                   "developers.operate"],
     "Customer": ["customer.profile", "customer.self", "customer.cabinet", "customer.payouts", "customer.claims", "customer.referrals"],

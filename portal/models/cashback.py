@@ -127,8 +127,16 @@ class Order(Model):
     last_event_at = sa.Column(UtcDateTime, nullable=True)
     created_at = sa.Column(UtcDateTime, nullable=False, default=utcnow)
     updated_at = sa.Column(UtcDateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    # --- four eyes on an orphan: Support proposes its customer, Finance confirms -------
+    attach_customer_id = sa.Column(sa.Integer, sa.ForeignKey("customer.id"), nullable=True, index=True)
+    attach_proposed_by = sa.Column(sa.String(120), nullable=True)
+    attach_proposed_at = sa.Column(UtcDateTime, nullable=True)
+    attach_reason = sa.Column(sa.Text, nullable=True)
+    attach_confirmed_by = sa.Column(sa.String(120), nullable=True)
+    attach_confirmed_at = sa.Column(UtcDateTime, nullable=True)
 
-    customer = relationship("Customer")
+    customer = relationship("Customer", foreign_keys=[customer_id])
+    attach_customer = relationship("Customer", foreign_keys=[attach_customer_id])
     click = relationship("Click")
     promo = relationship("Promo")
     events = relationship("NetworkEvent", back_populates="order", order_by="NetworkEvent.event_time")

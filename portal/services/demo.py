@@ -506,8 +506,9 @@ class _Demo:
                 payouts.refresh_balance(self.session, code, _Polled(provider, amount), actor=Actor.system("janitor"),
                                         now=at)
 
-    def orphan(self) -> None:
-        """An order whose sub-id none of our clicks has: Support attaches it after a claim."""
+    def orphan(self, customers: list[Customer]) -> None:
+        """Orders whose sub-id none of our clicks has: one for Support to attach after a claim, and
+        one Support already proposed for customer 2, waiting for Finance to confirm (four eyes)."""
         exists = self.session.execute(sa.select(NetworkEvent.id).where(
             NetworkEvent.network == self.network, NetworkEvent.event_id.like("demo-orphan-%"))).first()
         if exists:
@@ -518,6 +519,14 @@ class _Demo:
                 "status": "confirmed", "order_amount": str(plan.amount), "currency": "USD", "commission": "5.19",
                 "event_time": at.isoformat(), "channel": plan.channel}
         self.receive(orders.parse_event(body, self.network))
+        at = self.now - dt.timedelta(days=3)
+        second = self.receive(orders.parse_event(
+            {**body, "event_id": "demo-orphan-2:confirmed", "order_id": "DEMO-ORPHAN-2", "order_amount": "23.40",
+             "commission": "1.87", "event_time": at.isoformat()}, self.network))
+        with self.happened(at + dt.timedelta(hours=5)):
+            orders.propose_attach(self.session, second.order_id, customers[1].id,
+                                  actor=Actor.user(self.staff("support")),
+                                  reason="The customer's screenshot shows this order number and amount.")
 
 
 class _Polled:
@@ -621,7 +630,7 @@ def seed(session: Session, sm, config: Mapping[str, Any] | None = None,
         has_clicks = session.execute(sa.select(Click.id).where(Click.customer_id == customer.id).limit(1)).first()
         if not has_clicks:
             demo.customer_activity(customer, index)
-    demo.orphan()
+    demo.orphan(customers)
     session.flush()
     demo.payouts(customers)
     demo.provider_balances()

@@ -375,20 +375,70 @@ def receive_event(session: Session, event: OrderEvent, *, default_rate: Decimal,
     return EventOutcome(event_row_id, outcome, order.id)
 
 
-def attach_orphan(session: Session, order_id: int, customer_id: int, *, actor: Actor, reason: str) -> Order:
-    """Support gives an orphan order to a customer; its cashback is booked now (audited)."""
-    if not reason or not reason.strip():
-        raise Invalid(_l("Say why the order belongs to this customer."), code="reason_required")
-    order = session.execute(sa.select(Order).where(Order.id == order_id).with_for_update()).scalar_one_or_none()
+class AttachFourEyes(Conflict):
+    code = "four_eyes"
+    default_message = _l("You proposed this attachment: another person (Finance) confirms it.")
+
+
+def _lock_orphan(session: Session, order_id: int) -> Order:
+    order = session.execute(sa.select(Order).where(Order.id == order_id).with_for_update()
+                            .execution_options(populate_existing=True)).scalar_one_or_none()
     if order is None:
         raise NotFound()
     if order.customer_id is not None:
         raise Conflict(_l("This order already belongs to a customer."), code="not_orphan")
+    return order
+
+
+def propose_attach(session: Session, order_id: int, customer_id: int, *, actor: Actor, reason: str) -> Order:
+    """Support proposes the customer of an orphan order; nothing is booked until Finance
+    confirms (:func:`decide_attach`, four eyes).  Audited; one open proposal per order."""
+    if not reason or not reason.strip():
+        raise Invalid(_l("Say why the order belongs to this customer."), code="reason_required")
+    order = _lock_orphan(session, order_id)
+    if order.attach_proposed_at is not None:
+        raise Conflict(_l("An attachment of this order is already waiting for Finance."), code="attach_proposed")
     if session.get(Customer, customer_id) is None:
         raise NotFound(_l("No such customer."), code="unknown_customer")
-    order.customer_id = customer_id
+    order.attach_customer_id, order.attach_reason = customer_id, reason.strip()
+    order.attach_proposed_by, order.attach_proposed_at = actor.label[:120], utcnow()
+    audit.record(session, actor, "order.orphan.attach_proposed", "order", order.id, reason=reason.strip(),
+                 after={"customer_id": customer_id, "status": order.status, "amount_usd": order.amount_usd})
+    return order
+
+
+def proposed_attachments(session: Session, limit: int = 500) -> list[Order]:
+    """Orphan orders with a proposed customer, waiting for Finance (oldest first)."""
+    return list(session.execute(sa.select(Order).where(Order.customer_id.is_(None),
+                                                       Order.attach_proposed_at.is_not(None))
+                                .order_by(Order.attach_proposed_at, Order.id).limit(limit)).scalars())
+
+
+def decide_attach(session: Session, order_id: int, *, approve: bool, actor: Actor, note: str | None = None) -> Order:
+    """Finance confirms (the order becomes the customer's and its cashback is booked) or rejects
+    (the proposal is dropped; Support may propose again) a proposed attachment; audited.
+
+    Four eyes: the proposer never decides.
+    """
+    note = (note or "").strip()
+    if not approve and not note:
+        raise Invalid(_l("Say why."), code="reason_required")
+    order = _lock_orphan(session, order_id)
+    if order.attach_proposed_at is None:
+        raise Conflict(_l("Nobody proposed a customer for this order."), code="no_proposal")
+    if order.attach_proposed_by == actor.label[:120]:
+        raise AttachFourEyes()
+    proposed = {"customer_id": order.attach_customer_id, "proposed_by": order.attach_proposed_by}
+    if not approve:
+        order.attach_customer_id = order.attach_proposed_by = order.attach_proposed_at = order.attach_reason = None
+        audit.record(session, actor, "order.orphan.attach_rejected", "order", order.id, reason=note,
+                     before=proposed)
+        return order
+    order.customer_id = order.attach_customer_id
+    order.attach_confirmed_by, order.attach_confirmed_at = actor.label[:120], utcnow()
     sync_cashback(session, order, reference=f"order:{order.id}:attach", actor=actor)
-    audit.record(session, actor, "order.orphan.attached", "order", order.id, reason=reason.strip(),
-                 before={"customer_id": None}, after={"customer_id": customer_id, "booked_in": order.booked_in,
-                                                      "cashback": order.booked_cashback})
+    audit.record(session, actor, "order.orphan.attached", "order", order.id, reason=note or order.attach_reason,
+                 before={"customer_id": None, **proposed},
+                 after={"customer_id": order.customer_id, "booked_in": order.booked_in,
+                        "cashback": order.booked_cashback})
     return order

@@ -40,7 +40,7 @@ from portal import observability
 from portal.errors import Conflict, DomainError, Invalid, NotFound
 from portal.i18n import _l
 from portal.models import (Account, Claim, ClaimCredit, Customer, Entry, Payout, PayoutApproval, PayoutAttempt,
-                           PayoutDetails, Posting, ProviderState, ReconImport, ReconLine)
+                           Order, PayoutDetails, Posting, ProviderState, ReconImport, ReconLine)
 from portal.models.payouts import mask
 from portal.models.types import utcnow
 from portal.services import audit, fx, ledger
@@ -414,7 +414,7 @@ def raised_balance(session: Session, customer_id: int, actor: Actor, *, now: dt.
                    days: int | None = None) -> bool:
     """True when ``actor`` recently raised this customer's balance by hand: approved a posting that
     credited their pending or available cashback, proposed (or imported the report of) an approved
-    reconciliation line for them, or proposed an approved claim credit for them."""
+    reconciliation line for them, proposed an approved claim credit or orphan attachment for them."""
     if actor.user_id is None:
         return False  # the system is not a person: risk rules and jobs raise nothing by hand
     if days is None:
@@ -431,6 +431,8 @@ def raised_balance(session: Session, customer_id: int, actor: Actor, *, now: dt.
         .where(ReconLine.customer_id == customer_id, ReconLine.decision == "approved", ReconLine.decided_at >= since,
                sa.or_(ReconLine.proposed_by == label, ReconImport.imported_by == label)),
     ]
+    checks.append(sa.select(Order.id).where(Order.customer_id == customer_id, Order.attach_confirmed_at >= since,
+                                            Order.attach_proposed_by == label))
     if username:
         checks.append(sa.select(ClaimCredit.id).join(Claim, Claim.id == ClaimCredit.claim_id)
                       .where(Claim.customer_id == customer_id, ClaimCredit.state == "approved",

@@ -1,13 +1,15 @@
 """Support pages: orders (read-only), orphan orders and attaching them, network events.
 
-Orders are read by Support and Finance; attaching an orphan to a customer is Support's
-(``can_attach``), through ``orders.attach_orphan`` (which books the cashback and audits).
+Orders are read by Support and Finance.  Attaching an orphan to a customer takes two people:
+Support proposes the customer (``can_attach``, ``orders.propose_attach``), Finance confirms or
+rejects on **Orders → Attachments to confirm** (``OrphanAttachments``, ``orders.decide_attach``,
+which books the cashback); both audited.
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import abort, flash, redirect, request, url_for
-from flask_appbuilder import AppBuilder, ModelView, expose, has_access
+from flask_appbuilder import AppBuilder, BaseView, ModelView, expose, has_access
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -183,19 +185,66 @@ class OrphanOrderView(ModelView):
                 form.customer.errors.append(_("No such customer."))
             else:
                 try:
-                    orders.attach_orphan(db.session, order.id, customer.id, actor=Actor.user(current_user),
-                                         reason=form.reason.data)
+                    orders.propose_attach(db.session, order.id, customer.id, actor=Actor.user(current_user),
+                                          reason=form.reason.data)
                 except DomainError as err:
                     db.session.rollback()
                     flash(str(err.message), "danger")
                 else:
                     db.session.commit()
-                    flash(_("Order %(order)s now belongs to %(email)s.", order=order.network_order_id,
-                            email=customer.email), "success")
+                    flash(_("Order %(order)s proposed for %(email)s: Finance confirms it before any cashback is "
+                            "booked.", order=order.network_order_id, email=customer.email), "success")
                     return redirect(url_for(".list"))
         status = REFUSED if request.method == "POST" else 200
         return self.render_template("support/attach_orphan.html", form=form, order=order,
                                     title=_("Attach an orphan order")), status
+
+
+class OrphanAttachmentsView(BaseView):
+    """Orphan orders Support proposed for a customer: Finance confirms (books the cashback) or rejects."""
+
+    route_base = "/orders/attachments"
+    default_view = "attachment_list"
+    class_permission_name = "OrphanAttachments"
+    base_permissions = ["can_read", "can_write"]
+    method_permission_name = {"attachment_list": "read", "decide": "write"}
+
+    def _page(self, status: int = 200, form=None):
+        from portal.views.claims import DecideForm
+
+        return self.render_template(
+            "support/attachments.html", rows=orders.proposed_attachments(db.session),
+            form=form or DecideForm(formdata=None), me=Actor.user(current_user).label,
+            title=_("Attachments to confirm")), status
+
+    @expose("/")
+    @has_access
+    def attachment_list(self):
+        return self._page()
+
+    @expose("/<int:order_id>/decide", methods=["POST"])
+    @has_access
+    def decide(self, order_id: int):
+        from portal.views.claims import DecideForm
+
+        form = DecideForm()
+        if not form.validate_on_submit():
+            return self._page(REFUSED, form)
+        approve = form.decision.data == "approve"
+        try:
+            order = orders.decide_attach(db.session, order_id, approve=approve, actor=Actor.user(current_user),
+                                         note=form.note.data)
+        except DomainError as err:
+            db.session.rollback()
+            flash(str(err.message), "danger")
+            return self._page(REFUSED, form)
+        db.session.commit()
+        if approve:
+            flash(_("Order %(order)s now belongs to %(email)s.", order=order.network_order_id,
+                    email=order.customer.email), "success")
+        else:
+            flash(_("The attachment of order %(order)s was rejected.", order=order.network_order_id), "success")
+        return redirect(url_for(".attachment_list"))
 
 
 def register(appbuilder: AppBuilder) -> None:
@@ -203,5 +252,7 @@ def register(appbuilder: AppBuilder) -> None:
                         category="Orders", category_label=_l("Orders"), icon="fa-shopping-cart")
     appbuilder.add_view(OrphanOrderView, "Orphan orders", label=_l("Orphan orders"),
                         category="Orders", icon="fa-question-circle")
+    appbuilder.add_view(OrphanAttachmentsView, "Attachments to confirm", label=_l("Attachments to confirm"),
+                        category="Orders", icon="fa-check")
     appbuilder.add_view(NetworkEventView, "Network events", label=_l("Network events"),
                         category="Orders", icon="fa-bolt")

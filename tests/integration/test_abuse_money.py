@@ -21,8 +21,8 @@ import sqlalchemy as sa
 import config
 from portal.app import create_app
 from portal.extensions import db
-from portal.models import Customer, Payout, PayoutApproval, ReconLine
-from portal.services import clicks, fx, ledger
+from portal.models import Customer, Order, Payout, PayoutApproval, ReconLine
+from portal.services import clicks, fx, ledger, orders
 from portal.services.audit import Actor
 from tests.conftest import login
 from tests.integration.test_customer_api import token
@@ -126,6 +126,56 @@ def test_cashback_from_a_report_needs_a_second_finance_user_who_then_cannot_pay_
                       headers=EN).status_code == 302
     with app.app_context():
         assert db.session.get(Payout, payout_id).state != "in_review"
+
+
+# --- 2. orphan orders: Support proposes, Finance confirms ----------------------------------------------
+
+def _orphan(app, order_no: str = "ORPHAN-1") -> int:
+    """A confirmed order whose sub-id none of our clicks has ($100, $8 commission: $7 cashback)."""
+    with app.app_context():
+        body = {"event_id": f"{order_no}:confirmed", "order_id": order_no, "sub_id": "sub-nobody-has",
+                "status": "confirmed", "order_amount": "100.00", "currency": "USD", "commission": "8.00",
+                "event_time": dt.datetime.now(dt.timezone.utc).isoformat()}
+        outcome = orders.receive_event(db.session, orders.parse_event(body, "epn"),
+                                       default_rate=app.config["DEFAULT_CASHBACK_RATE"])
+        db.session.commit()
+        return outcome.order_id
+
+
+def test_one_support_agent_cannot_hand_an_orphan_to_a_customer(app, client, victim, make_user):
+    """Attack: one Support agent attached a confirmed orphan to any customer and it became
+    available money at once.  Now the attachment is a proposal: nothing is booked, Support
+    cannot confirm it, nor can the proposer under another role; a Finance user confirms."""
+    order_id = _orphan(app)
+    make_user("sup-maker", "Support")
+    login(client, "sup-maker")
+    client.post(f"/orphanorderview/attach/{order_id}",
+                data={"customer": victim.email, "reason": "trust me"}, headers=EN)
+    assert balances(app, victim.id)["available"] == D("5.56")
+    with app.app_context():
+        order = db.session.get(Order, order_id)
+        assert (order.customer_id, order.attach_customer_id) == (None, victim.id)
+    assert client.post(f"/orders/attachments/{order_id}/decide", data={"decision": "approve"},
+                       headers=EN).status_code == 403
+    assert balances(app, victim.id)["available"] == D("5.56")
+
+    make_user("fin-confirms", "Finance")
+    finance = app.test_client()
+    login(finance, "fin-confirms")
+    assert finance.post(f"/orders/attachments/{order_id}/decide", data={"decision": "approve"},
+                        headers=EN).status_code == 302
+    assert balances(app, victim.id)["available"] == D("12.56")
+
+
+def test_an_admin_cannot_confirm_the_attachment_they_proposed(app, client, victim, make_user):
+    """Someone with both Support's and Finance's rights is still one person."""
+    order_id = _orphan(app, "ORPHAN-2")
+    make_user("boss", "Admin")
+    login(client, "boss")
+    client.post(f"/orphanorderview/attach/{order_id}", data={"customer": victim.email, "reason": "mine"}, headers=EN)
+    refused = client.post(f"/orders/attachments/{order_id}/decide", data={"decision": "approve"}, headers=EN)
+    assert refused.status_code == 422 and "another person" in refused.get_data(as_text=True)
+    assert balances(app, victim.id)["available"] == D("5.56")
 
 
 # --- 3. a deployment that fails closed -----------------------------------------------------------------

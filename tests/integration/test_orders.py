@@ -188,17 +188,24 @@ def test_rub_order_converts_at_the_days_rate(session, customers, cfg):
 # --- orphans ------------------------------------------------------------------------------------
 
 def test_orphan_is_kept_then_attached_with_audit(session, customers, cfg):
-    """An unknown sub-id keeps the order for Support; attaching books its cashback and audits."""
+    """An unknown sub-id keeps the order for Support; attaching (proposed by Support, confirmed by
+    someone else) books its cashback and audits."""
     outcome = receive(session, cfg, event("no-such-sub", "confirmed"))
     assert outcome.outcome == "orphan"
     assert balances(session)["available"] == 0
     order = session.get(Order, outcome.order_id)
-    orders.attach_orphan(session, order.id, 3, actor=Actor.system("support"), reason="screenshot of the order")
+    orders.propose_attach(session, order.id, 3, actor=Actor.system("support"), reason="screenshot of the order")
+    session.commit()
+    assert balances(session, 3)["available"] == 0  # proposed: nothing booked yet
+    with pytest.raises(orders.AttachFourEyes):
+        orders.decide_attach(session, order.id, approve=True, actor=Actor.system("support"))
+    session.rollback()
+    orders.decide_attach(session, order.id, approve=True, actor=Actor.system("finance"))
     session.commit()
     assert balances(session, 3)["available"] == D("7.00")
     assert session.execute(sa.select(AuditRecord).where(AuditRecord.action == "order.orphan.attached")).scalar_one()
     with pytest.raises(Exception):
-        orders.attach_orphan(session, order.id, 4, actor=Actor.system("support"), reason="again")
+        orders.propose_attach(session, order.id, 4, actor=Actor.system("support"), reason="again")
 
 
 # --- every order of events ------------------------------------------------------------------------

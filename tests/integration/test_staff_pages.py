@@ -264,7 +264,8 @@ def test_support_finds_orders_by_number_sub_id_and_email(app, client, staff):
     assert "c1@test.local" in text(client.get("/orderview/list/"))
 
 
-def test_support_attaches_an_orphan_through_the_page(app, client, staff):
+def test_support_attaches_an_orphan_through_the_page(app, client, staff, make_user):
+    """Support proposes the customer; Finance confirms on its queue, and only then is cashback booked."""
     order_id = make_order(app, customer_id=None, order_no="O-1", status="confirmed")
     make_order(app, customer_id=1, order_no="P-1")  # not an orphan: not listed
     staff("Support")
@@ -281,12 +282,28 @@ def test_support_attaches_an_orphan_through_the_page(app, client, staff):
     response = client.post(f"/orphanorderview/attach/{order_id}",
                            data={"customer": " C3@test.local ", "reason": "order screenshot matches"},
                            follow_redirects=True)
-    assert "Order O-1 now belongs to c3@test.local." in text(response)
+    assert "Order O-1 proposed for c3@test.local: Finance confirms it" in text(response)
+    with app.app_context():
+        assert db.session.get(Order, order_id).customer_id is None  # nothing booked before Finance confirms
+        assert ledger.customer_balances(db.session, 3)["available"] == D("0")
+    again = client.post(f"/orphanorderview/attach/{order_id}", data={"customer": "c4@test.local", "reason": "no, c4"})
+    assert again.status_code == 422 and "already waiting for Finance" in text(again)
+
+    make_user("u_fin_attach", "Finance")
+    finance = app.test_client()
+    finance.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    login(finance, "u_fin_attach")
+    queue = text(finance.get("/orders/attachments/"))
+    assert "O-1" in queue and "c3@test.local" in queue and "order screenshot matches" in queue
+    done = finance.post(f"/orders/attachments/{order_id}/decide", data={"decision": "approve", "note": ""},
+                        follow_redirects=True)
+    assert "Order O-1 now belongs to c3@test.local." in text(done)
     with app.app_context():
         assert db.session.get(Order, order_id).customer_id == 3
         assert ledger.customer_balances(db.session, 3)["available"] == D("7.00")
         record = db.session.execute(sa.select(AuditRecord).where(AuditRecord.action == "order.orphan.attached")).scalar_one()
-        assert (record.actor, record.reason) == ("user:u_support", "order screenshot matches")
+        assert (record.actor, record.reason, record.before["proposed_by"]) == (
+            "user:u_fin_attach", "order screenshot matches", "user:u_support")
     assert "O-1" not in text(client.get("/orphanorderview/list/"))
 
 
@@ -330,6 +347,10 @@ MATRIX = [
     ("Finance", "GET", "/orphanorderview/list/", 200),
     ("Finance", "GET", "/orphanorderview/attach/1", 403),
     ("Finance", "POST", "/orphanorderview/attach/1", 403),
+    ("Finance", "GET", "/orders/attachments/", 200),
+    ("Support", "GET", "/orders/attachments/", 403),
+    ("Support", "POST", "/orders/attachments/1/decide", 403),
+    ("Developer", "GET", "/orders/attachments/", 403),
     ("Finance", "GET", "/fxrateview/list/", 200),
     ("Finance", "GET", "/finance/reconciliation/", 200),
     ("Finance", "GET", "/promoview/list/", 200),
