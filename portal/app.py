@@ -9,7 +9,7 @@ from flask import Flask
 from flask_appbuilder import AppBuilder
 
 import config as config_module
-from portal import formatting, i18n, labels, limits, observability, providers
+from portal import assets, formatting, i18n, labels, limits, observability, providers
 from portal.errors import protect_forms, set_error_handlers
 from portal.extensions import db, migrate
 from portal.models.types import render_item
@@ -58,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         views.register(appbuilder)
         i18n.init_app(app)  # the locale of each request (API: Accept-Language)
     formatting.init_app(app)  # money(), when(), date(), number(), percent() in templates
+    assets.init_app(app)  # static files under fingerprinted names, cached for a year
     labels.init_app(app)  # label(), provider_name(), yes_no(): codes as a person reads them
     set_error_handlers(app)
     protect_forms(app)  # CSRF on every portal POST (the REST APIs stay exempt)

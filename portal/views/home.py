@@ -206,6 +206,6 @@ def register(appbuilder: AppBuilder) -> None:
     appbuilder.add_view(CustomerProfileView, "Cabinet profile", label=_l("Profile"), icon="fa-id-card",
                         category="Cabinet")
 
-    @appbuilder.app.context_processor
+    @current_app.context_processor
     def _profile():
         return {"profile_url": profile_url, "current_customer": current_customer}
