@@ -55,6 +55,8 @@ setup(
             "schemathesis>=4.3,<5",
             "playwright>=1.45,<2",
         ],
+        # bench/payouts.py --profile samples the worker processes from outside
+        "bench": ["py-spy>=0.4,<0.5"],
     },
     entry_points={
         "console_scripts": ["cashback=portal.cli:main"],

@@ -12,7 +12,11 @@ the ideal is W / latency payouts/s.  Prints payouts/s, the ratio to that ideal a
 measured baseline, and checks: every payout succeeded, the sandbox paid each exactly once,
 verify-ledger is clean.
 
-    python bench/payouts.py [--payouts 2000] [--workers 2] [--latency 0.05]
+    python bench/payouts.py [--payouts 2000] [--workers 2] [--latency 0.05] [--provider test] [--profile]
+
+``--profile`` samples each worker with py-spy (``pip install -e '.[bench]'``) and prints where
+a payout's worker time goes: the provider call, PostgreSQL round trips, Redis/RQ bookkeeping,
+the app's own code, waiting for a job; and the workers' CPU per payout.
 """
 from __future__ import annotations
 
@@ -21,8 +25,11 @@ import datetime as dt
 import json
 import multiprocessing as mp
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from decimal import Decimal
@@ -110,12 +117,124 @@ def _baseline(settings: dict, code: str, workers: int, count: int) -> float:
         p.start()
     start.wait()
     t0 = time.perf_counter()
+    finished = 0
     for _ in procs:
-        done.get(timeout=600)
+        try:
+            done.get(timeout=600)
+            finished += 1
+        except Exception:  # noqa: BLE001 — a stuck baseline process must not end the bench
+            print("baseline: a direct-call process did not finish in 600 s; counted as not done")
+            break
     elapsed = time.perf_counter() - t0
     for p in procs:
-        p.join()
-    return share * workers / elapsed
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+    return max(finished, 1) * share / elapsed
+
+
+# --profile: py-spy samples each worker process from outside (wall clock, idle included), so
+# the profile needs nothing from the worker and survives however the worker ends.  Each sample
+# is put in the first bucket whose frame is on its stack (outermost first).
+_BUCKETS = (
+    ("waiting for a job (blocking pop, idle)", ("dequeue_job_and_maintain_ttl", "dequeue")),
+    ("provider call (HTTP incl. sandbox latency)", ("_call",)),
+    ("PostgreSQL round trips (client + wait)", ("psycopg/",)),
+    ("Redis inside the job (enqueue follow-ups)", ("redis/",)),
+    ("app code in the job (ORM, audit, Python)", ("portal/tasks/payouts.py", "portal/tasks/__init__.py")),
+    ("RQ bookkeeping around the job", ("redis/",)),
+)
+
+
+def _bucket(stack: str) -> str:
+    in_job = "portal/tasks/payouts.py" in stack or "portal/tasks/__init__.py" in stack  # a job function
+    for label, marks in _BUCKETS:
+        if label.startswith("Redis inside") and not in_job:
+            continue
+        if label.startswith("RQ bookkeeping") and in_job:
+            continue
+        if any((f"{m} (" in stack) if "/" not in m else (m in stack) for m in marks):
+            return label
+    return "other worker code (loop, heartbeats, CPU)"
+
+
+def _where(stack: str) -> str:
+    """A sample's last frame in this project or in RQ, and the library frame it ended in."""
+    parts = stack.split(";")
+    mine = [i for i, f in enumerate(parts) if (str(ROOT) in f and "/.venv/" not in f) or "/site-packages/rq/" in f]
+    i = mine[-1] if mine else len(parts) - 1
+
+    def short(frame: str) -> str:
+        return re.sub(r"\((?:[^()]*/)?((?:rq/)?[^/()]+/[^/()]+\.py:\d+)\)", r"(\1)", frame)
+
+    return short(parts[i]) + (f" -> {short(parts[-1])}" if i < len(parts) - 1 else "")
+
+
+def start_profilers(procs: list[subprocess.Popen], base: str) -> list[subprocess.Popen]:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not os.path.exists(spy):
+        raise SystemExit("--profile needs py-spy: pip install -e '.[bench]'")
+    return [subprocess.Popen([spy, "record", "--pid", str(p.pid), "--idle", "--threads", "--full-filenames",
+                              "--nonblocking", "--rate", "100",
+                              "--format", "raw", "--output", f"{base}{i}.txt"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for i, p in enumerate(procs)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process (Linux /proc), 0 when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def profile_summary(paths: list[str], payouts: int, elapsed: float, cpu: float) -> str:
+    """Where the workers' wall time went, per payout, from py-spy's samples."""
+    counts: dict[str, int] = {}
+    frames: dict[str, dict[str, int]] = {}  # bucket -> the frame under which the time went
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        for line in Path(path).read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            thread, _, stack = stack.partition(": ")
+            if not stack.startswith("MainThread;") or not n.isdigit():
+                continue  # RQ's pub/sub listener thread only waits
+            if stack:
+                label = _bucket(stack)
+                counts[label] = counts.get(label, 0) + int(n)
+                where = _where(stack)
+                frames.setdefault(label, {})[where] = frames.get(label, {}).get(where, 0) + int(n)
+    total = sum(counts.values()) or 1
+    wall = elapsed * len(paths)
+    lines = [f"profile (py-spy, {len(paths)} workers x {elapsed:.1f} s = {wall:.1f} worker-seconds, "
+             f"{payouts} payouts), per payout:",
+             f"  {'worker CPU (user+sys, /proc)':<44}: {cpu * 1000 / payouts:7.2f} ms",
+             f"  {'worker wall time':<44}: {wall * 1000 / payouts:7.2f} ms"]
+    for label in [b[0] for b in _BUCKETS] + ["other worker code (loop, heartbeats, CPU)"]:
+        if label in counts:
+            share = counts[label] / total
+            lines.append(f"  {label:<44}: {wall * share * 1000 / payouts:7.2f} ms  ({share:5.1%})")
+            for where, n in sorted(frames[label].items(), key=lambda kv: -kv[1])[:3]:
+                lines.append(f"      {n / total:5.1%} {where}")
+    return "\n".join(lines)
+
+
+def stop_workers(procs: list[subprocess.Popen], conn, prefix: str) -> None:
+    """SIGTERM (RQ's warm shutdown), then SIGKILL whatever still runs after 30 s."""
+    for p in procs:
+        p.terminate()
+    for _ in procs:  # wake a worker blocked on an empty queue so that it sees the stop now
+        conn.rpush(f"rq:queue:{prefix}payouts", "wake-up")
+    deadline = time.monotonic() + 30
+    for p in procs:
+        try:
+            p.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def main() -> int:
@@ -124,6 +243,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--provider", default="test", help="test, yoomoney, mts, megafon, beeline, qiwi, webmoney")
+    parser.add_argument("--timeout", type=float, default=1800, help="most seconds to wait for the workers")
+    parser.add_argument("--profile", action="store_true", help="run the workers under cProfile; print where a payout's time goes")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL")
                         or "postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0")
@@ -131,6 +252,7 @@ def main() -> int:
 
     base = normalize_database_url(args.database_url)
     prefix = f"bench-{uuid.uuid4().hex[:8]}-"
+    profile_base = os.path.join(tempfile.gettempdir(), f"{prefix}spy-")
     url = ledger_bench.create_database(base)
     sandbox, suffix = sandbox_for(args.provider)
     sandbox.start()
@@ -156,19 +278,28 @@ def main() -> int:
             procs.append(subprocess.Popen(
                 [sys.executable, "-c", "from portal.cli import main; main()", "worker", "--name", f"{prefix}{w}"],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        spies = start_profilers(procs, profile_base) if args.profile else []
         final = "('succeeded', 'failed', 'rejected', 'cancelled', 'reversed')"
-        deadline = time.monotonic() + 1800
+        deadline = time.monotonic() + args.timeout
+        open_ = len(ids)
         while time.monotonic() < deadline:  # until every payout reached a final state
             with engine.connect() as c:
                 open_ = c.execute(sa.text(f"SELECT count(*) FROM payout WHERE state NOT IN {final}")).scalar_one()
             if open_ == 0:
                 break
+            if all(p.poll() is not None for p in procs):
+                print(f"every worker exited (status {[p.returncode for p in procs]}) with {open_} payouts open")
+                break
             time.sleep(0.2)
         elapsed = time.perf_counter() - t0
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=30)
+        done = len(ids) - open_  # the figure counts what finished, even when the run was cut short
+        cpu = sum(cpu_seconds(p.pid) for p in procs)
+        stop_workers(procs, conn, prefix)
+        for spy in spies:  # py-spy writes its samples when its worker has gone
+            try:
+                spy.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                spy.kill()
 
         with engine.connect() as c:
             states = dict(c.execute(sa.text("SELECT state, count(*) FROM payout GROUP BY state")).all())
@@ -192,7 +323,7 @@ def main() -> int:
     handles = [t.handle for t in transfers]
     duplicates = len(handles) - len(set(handles))
     paid_accounts = len(transfers)
-    rate = len(ids) / elapsed
+    rate = done / elapsed
     ideal = args.workers / args.latency
     print(f"payout bench [{args.provider}]: {len(ids)} approved payouts, {args.workers} worker processes, "
           f"sandbox latency {args.latency * 1000:.0f} ms (setup {setup_s:.0f} s)")
@@ -203,6 +334,12 @@ def main() -> int:
           f" ratio to baseline = {rate / baseline:.2f}")
     print(f"states: {states}; sandbox transfers: {paid_accounts}; duplicates: {duplicates}")
     print(report.summary())
+    if args.profile:
+        paths = [f"{profile_base}{i}.txt" for i in range(args.workers)]
+        print(profile_summary(paths, max(done, 1), elapsed, cpu))
+        for path in paths:
+            if os.path.exists(path):
+                os.remove(path)
     ok = states == {"succeeded": len(ids)} and duplicates == 0 and paid_accounts == len(ids) and report.ok
     return 0 if ok else 1
 

@@ -83,9 +83,8 @@ def verify_ledger_command() -> None:
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
 def worker_command(queues: str, burst: bool, name: str | None) -> None:
     """An RQ worker with the app context (REDIS_URL must be set).  Run one or more per host."""
-    from rq import SimpleWorker
-
     from portal import tasks
+    from portal.tasks.worker import PayoutWorker
 
     app = current_app._get_current_object()
     if not app.config.get("REDIS_URL"):
@@ -101,7 +100,7 @@ def worker_command(queues: str, burst: bool, name: str | None) -> None:
     for run in itertools.count():
         worker = None
         try:
-            worker = SimpleWorker([tasks.rq_queue(app, q.strip()) for q in queues.split(",") if q.strip()],
+            worker = PayoutWorker([tasks.rq_queue(app, q.strip()) for q in queues.split(",") if q.strip()],
                                   connection=tasks.redis_connection(app),
                                   name=f"{name}.{run}" if name and run else name)
             worker.work(burst=burst, with_scheduler=True)
