@@ -50,6 +50,8 @@ setup(
     extras_require={
         "test": [
             "pytest>=8,<9",
+            # random test order (seed printed in the header; replay with -p "randomly_seed=N")
+            "pytest-randomly>=3.15,<6",
             "hypothesis>=6.100,<7",
             # API fuzzing against the published OpenAPI (tests/fuzz)
             "schemathesis>=4.3,<5",

@@ -401,6 +401,8 @@ class Sandbox:
         self.ledger = Ledger(balance=balance, settle_after=settle_after,
                              settle_reads=settle_reads, clock=self.clock)
         self._faults = Faults()
+        #: Bumped by every inject()/reset_faults(): a request takes only faults armed before it came in.
+        self._faults_generation = 0
         self._faults_lock = threading.Lock()
         self._life_lock = threading.RLock()
         self._server: _Server | None = None
@@ -511,6 +513,7 @@ class Sandbox:
                 self._listen()
             with self._faults_lock:
                 self._faults = dataclasses.replace(self._faults, **changes)
+                self._faults_generation += 1
             if down_for is not None:
                 if self._up_timer is not None:
                     self._up_timer.cancel()
@@ -526,10 +529,14 @@ class Sandbox:
                 self._up_timer.cancel()
             self.inject(**dataclasses.asdict(Faults()))
 
-    def _take(self, counter: str, *, after_commit: bool | None = None) -> bool:
-        """Consume one unit of a ``next N requests`` fault, if armed."""
+    def _take(self, counter: str, *, after_commit: bool | None = None, generation: int | None = None) -> bool:
+        """Consume one unit of a ``next N requests`` fault, if armed — and, with ``generation``,
+        armed no later than that request came in: a slow request of a test that is over must not
+        use up the faults the next test injects for its own request."""
         with self._faults_lock:
             faults = self._faults
+            if generation is not None and generation != self._faults_generation:
+                return False
             if getattr(faults, counter) <= 0:
                 return False
             if after_commit is not None and faults.errors_after_commit != after_commit:
@@ -597,12 +604,13 @@ class Sandbox:
 
     # -- request pipeline --
     def _serve(self, request: SandboxRequest) -> SandboxResponse | None:
-        faults = self.faults
+        with self._faults_lock:
+            faults, generation = self._faults, self._faults_generation
         if faults.down:  # a connection accepted just before going down
             return None
-        if self._take("rate_limit"):
+        if self._take("rate_limit", generation=generation):
             return self.rate_limited_response(faults.retry_after)
-        if self._take("errors", after_commit=False):
+        if self._take("errors", after_commit=False, generation=generation):
             return self.error_response(faults.error_status)
         try:
             response = self.handle(request)
@@ -611,11 +619,11 @@ class Sandbox:
             response = SandboxResponse(500, b"sandbox bug, see the log", "text/plain")
         if faults.latency:
             time.sleep(faults.latency)
-        if self._take("drop"):
+        if self._take("drop", generation=generation):
             return None
-        if self._take("errors", after_commit=True):
+        if self._take("errors", after_commit=True, generation=generation):
             return self.error_response(faults.error_status)
-        if self._take("garble"):
+        if self._take("garble", generation=generation):
             return dataclasses.replace(response, body=garble(response.body))
         return response
 

@@ -1,20 +1,46 @@
 """Shared fixtures, flaskr style, against real services.
 
-* ``pg_url`` — a PostgreSQL database created for this test run on the server of
-  ``DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``) and dropped
-  at the end.
-* ``app`` — the portal on that database, migrated with Alembic and with roles synced.
-* ``clean_db`` — empties every data table after a test (roles and permissions stay).
+Databases (PostgreSQL on the server of ``DATABASE_URL``, default
+``postgresql://postgres@127.0.0.1:5432/test``):
+
+* ``pg_template`` — one database per test session, migrated with Alembic and with the roles
+  synced, never used directly: every PostgreSQL database of the run is cloned from it with
+  ``CREATE DATABASE … TEMPLATE`` (a fraction of a second instead of Alembic plus FAB's
+  permission sync, which take several seconds per app on a loaded machine).
+* ``pg_url`` — the run's shared database (a clone), dropped at the end.
+* ``pg_database()`` — a further clone for a test that needs a database of its own.
+* ``sqlite_url`` — a fresh SQLite file copied from a migrated one made once per session.
+* ``build_app(url, **overrides)`` — the portal on ``url``; a database made by the fixtures
+  above is used as it is, any other one is migrated and its roles synced first.
+
+Apps and services:
+
+* ``app`` — the portal on ``pg_url`` (jobs collected, the Test Bank sandbox ``testbank``).
+* ``clean_db`` — after a test, empties the data tables it wrote to and restarts the identities
+  it used (roles and permissions stay), puts the app's settings back as they were, forgets
+  collected jobs and resets the Test Bank.
 * ``make_user`` / ``login`` — staff and customer logins for the Flask test client.
+* ``smtp_server`` — one local SMTP server (aiosmtpd) per session writing ``.eml`` files.
+* ``wait_for_http(url)`` — readiness probe with a generous deadline for servers the tests start.
+
+Hypothesis runs with no per-example deadline (profile ``suite``): a loaded machine makes
+examples slow, and a timed assertion is not what the property tests check.
 """
 from __future__ import annotations
 
+import copy
 import os
+import shutil
+import socket
+import threading
+import time
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
 
 from config import normalize_database_url
 
@@ -22,24 +48,142 @@ BASE_URL = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:54
 #: Tables whose rows are set up once per run (Alembic, permissions, roles).
 KEEP_TABLES = {"alembic_version", "ab_permission", "ab_view_menu", "ab_permission_view",
                "ab_role", "ab_permission_view_role"}
+#: Most seconds a fixture waits for a server it started to answer (cold start on a busy machine).
+READY_SECONDS = 120.0
 
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
+
+
+# --- readiness --------------------------------------------------------------------------------
+
+def wait_for_http(url: str, *, timeout: float = READY_SECONDS, process=None, ok=(200,)) -> None:
+    """Poll ``url`` until it answers with a status in ``ok`` (each try may take long: a cold
+    app compiles templates and catalogs on its first request); fail after ``timeout`` seconds,
+    or at once when ``process`` (a ``subprocess.Popen``) has exited."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while True:
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"{url}: the server exited with {process.returncode} before answering", pytrace=False)
+        try:
+            status = requests.get(url, timeout=(2, max(1.0, deadline - time.monotonic()))).status_code
+            if status in ok:
+                return
+            last = status
+        except requests.RequestException as exc:
+            last = exc
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{url} not ready after {timeout:.0f} s: {last}", pytrace=False)
+        time.sleep(0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- databases --------------------------------------------------------------------------------
 
 def _admin_conninfo() -> str:
     return sa.make_url(normalize_database_url(BASE_URL)).set(drivername="postgresql").render_as_string(
         hide_password=False)
 
 
-@pytest.fixture(scope="session")
-def pg_url():
-    """A fresh PostgreSQL database for this run; dropped afterwards."""
-    name = f"cashback_t_{uuid.uuid4().hex[:10]}"
-    admin = _admin_conninfo()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = sa.make_url(normalize_database_url(BASE_URL)).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
+def _database_url(name: str) -> str:
+    return sa.make_url(normalize_database_url(BASE_URL)).set(database=name).render_as_string(hide_password=False)
+
+
+#: URLs of databases built from the session's migrated templates (build_app uses them as they are).
+PREPARED: set[str] = set()
+
+
+def create_database(template: str | None = None, prefix: str = "cashback_t") -> str:
+    """A new PostgreSQL database (``CREATE DATABASE … TEMPLATE template`` when given); its name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    clause = f' TEMPLATE "{template}"' if template else ""
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+        for attempt in range(50):
+            try:
+                conn.execute(f'CREATE DATABASE "{name}"{clause}')
+                break
+            except psycopg.errors.ObjectInUse:  # another run's clone of a template of its own: retry
+                if attempt == 49:
+                    raise
+                time.sleep(0.2)
+    return name
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_template():
+    """The name of a database migrated with Alembic and with the roles synced, once per session.
+
+    Nothing connects to it after set-up (a template must have no connections to be cloned)."""
+    from portal.extensions import db
+
+    name = create_database(prefix="cashback_tpl")
+    try:
+        app = _migrated_app(_database_url(name))
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        yield name
+    finally:
+        drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_template):
+    """``pg_database()`` -> the URL of a new clone of the template, dropped at the end of the session."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = create_database(pg_template)
+        made.append(name)
+        url = _database_url(name)
+        PREPARED.add(url)
+        return url
+
+    yield make
+    for name in made:
+        drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_database):
+    """The run's shared PostgreSQL database (a clone of the template); dropped afterwards."""
+    return pg_database()
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory) -> Path:
+    """A SQLite file migrated and with roles synced, once per session (copied by ``sqlite_url``)."""
+    from portal.extensions import db
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "cashback.db"
+    app = _migrated_app(f"sqlite:///{path}")
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    return path
+
+
+@pytest.fixture
+def sqlite_url(_sqlite_template, tmp_path) -> str:
+    """A fresh SQLite database of this test (a copy of the session's migrated one)."""
+    path = tmp_path / "cashback.db"
+    shutil.copyfile(_sqlite_template, path)
+    url = f"sqlite:///{path}"
+    PREPARED.add(url)
+    return url
 
 
 TEST_SETTINGS = {
@@ -54,8 +198,7 @@ TEST_SETTINGS = {
 }
 
 
-def build_app(database_url: str, **overrides):
-    """A migrated app with synced roles on ``database_url``."""
+def _migrated_app(database_url: str, **overrides):
     from flask_migrate import upgrade
 
     from portal.app import create_app
@@ -67,6 +210,74 @@ def build_app(database_url: str, **overrides):
         sync_roles(app.appbuilder)
     return app
 
+
+def build_app(database_url: str, **overrides):
+    """The portal on ``database_url`` with the test settings and ``overrides``.
+
+    A database made by ``pg_database``/``pg_url``/``sqlite_url`` (a copy of the session's
+    migrated template) is used as it is; any other one is migrated and its roles synced."""
+    from portal.app import create_app
+
+    if database_url in PREPARED:
+        return create_app({**TEST_SETTINGS, "SQLALCHEMY_DATABASE_URI": database_url, **overrides})
+    return _migrated_app(database_url, **overrides)
+
+
+# --- emptying the data tables between tests ---------------------------------------------------
+
+_DATA_QUERIES: dict[str, tuple[sa.TextClause, list[str]]] = {}
+
+
+def _data_query(engine) -> tuple[sa.TextClause, list[str]]:
+    """One query naming the data tables that have rows and the identities that were used."""
+    key = str(engine.url)
+    if key not in _DATA_QUERIES:
+        from portal.extensions import db
+
+        tables = [t.name for t in db.metadata.sorted_tables if t.name not in KEEP_TABLES]
+        with engine.connect() as conn:
+            owned = [row[0] for row in conn.execute(sa.text(
+                "SELECT seq.relname FROM pg_class seq "
+                "JOIN pg_depend dep ON dep.objid = seq.oid AND dep.classid = 'pg_class'::regclass "
+                "  AND dep.refclassid = 'pg_class'::regclass "
+                "JOIN pg_class tab ON tab.oid = dep.refobjid "
+                "WHERE seq.relkind = 'S' AND tab.relname = ANY(:tables)"), {"tables": tables})]
+        parts = [f"(SELECT 't', '{t}' FROM \"{t}\" LIMIT 1)" for t in tables]
+        parts.append("SELECT 's', sequencename::text FROM pg_sequences "
+                     "WHERE last_value IS NOT NULL AND schemaname = current_schema() AND sequencename = ANY(:owned)")
+        _DATA_QUERIES[key] = (sa.text(" UNION ALL ".join(parts)).bindparams(owned=owned), tables)
+    return _DATA_QUERIES[key]
+
+
+def empty_data_tables(app) -> None:
+    """Every data table empty and its identity restarted, as after ``TRUNCATE … RESTART IDENTITY``
+    of them all, but touching only the tables and sequences a test used (a TRUNCATE of all 30-odd
+    tables costs about half a second per test on a busy machine)."""
+    from portal.extensions import db
+    from portal.services.ledger import reset_account_cache
+
+    with app.app_context():
+        db.session.remove()
+        engine = db.engine
+        if engine.dialect.name != "postgresql":
+            with engine.begin() as conn:
+                for table in reversed(db.metadata.sorted_tables):
+                    if table.name not in KEEP_TABLES:
+                        conn.execute(table.delete())
+        else:
+            query, _tables = _data_query(engine)
+            with engine.begin() as conn:
+                used = conn.execute(query).all()
+                tables = [name for kind, name in used if kind == "t"]
+                if tables:
+                    conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " CASCADE"))
+                for kind, name in used:
+                    if kind == "s":
+                        conn.execute(sa.text(f'ALTER SEQUENCE "{name}" RESTART'))
+        reset_account_cache()
+
+
+# --- apps ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def testbank():
@@ -84,8 +295,19 @@ def provider_settings(testbank) -> dict:
 
 @pytest.fixture(scope="session")
 def app(pg_url, testbank):
-    return build_app(pg_url, PAYOUT_PROVIDER_SETTINGS=provider_settings(testbank), JOBS_MODE="collect",
-                     PAYOUT_RETRY_SECONDS=[1], PAYOUT_CHECK_SECONDS=[1])
+    app = build_app(pg_url, PAYOUT_PROVIDER_SETTINGS=provider_settings(testbank), JOBS_MODE="collect",
+                    PAYOUT_RETRY_SECONDS=[1], PAYOUT_CHECK_SECONDS=[1])
+    yield app
+    _dispose(app)
+
+
+def _dispose(app) -> None:
+    """Close the app's idle database connections (the session's databases are dropped at the end)."""
+    from portal.extensions import db
+
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.fixture
@@ -102,19 +324,32 @@ def session(app_ctx, clean_db):
     db.session.rollback()
 
 
-@pytest.fixture
-def clean_db(app):
-    """Empty every data table after the test."""
-    yield
-    from portal.extensions import db
-    from portal.services.ledger import reset_account_cache
+def config_snapshot(app) -> dict:
+    """The app's settings as they are now (nested values copied), for :func:`restore_config`."""
+    try:
+        return copy.deepcopy(dict(app.config))
+    except Exception:  # an uncopyable value: the top level still comes back
+        return dict(app.config)
 
-    with app.app_context():
-        db.session.remove()
-        tables = [t.name for t in db.metadata.sorted_tables if t.name not in KEEP_TABLES]
-        with db.engine.begin() as conn:
-            conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
-        reset_account_cache()
+
+def restore_config(app, saved: dict) -> None:
+    """Settings a test changed on a shared app come back (a forgotten restore would leak into
+    whichever test runs next)."""
+    app.config.clear()
+    app.config.update(saved)
+
+
+@pytest.fixture
+def clean_db(app, testbank):
+    """After the test: data tables empty, the app's settings as before, collected jobs
+    forgotten, the Test Bank reset."""
+    saved = config_snapshot(app)
+    app.extensions.pop("cashback_collected_jobs", None)
+    yield
+    restore_config(app, saved)
+    app.extensions.pop("cashback_collected_jobs", None)
+    empty_data_tables(app)
+    testbank.reset()
 
 
 @pytest.fixture
@@ -160,16 +395,20 @@ def customers(app, clean_db):
 
 
 @pytest.fixture(scope="session")
-def sqlite_app(tmp_path_factory):
+def sqlite_app(_sqlite_template, tmp_path_factory):
     """The portal on the embedded SQLite default (the Python posting path), customers 1..20."""
     from portal.extensions import db
     from portal.models import Customer
 
-    app = build_app(f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'cashback.db'}")
+    path = tmp_path_factory.mktemp("sqlite") / "cashback.db"
+    shutil.copyfile(_sqlite_template, path)
+    PREPARED.add(f"sqlite:///{path}")
+    app = build_app(f"sqlite:///{path}")
     with app.app_context():
         db.session.add_all([Customer(id=i, email=f"c{i}@test.local", name=f"Customer {i}") for i in range(1, 21)])
         db.session.commit()
-    return app
+    yield app
+    _dispose(app)
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -190,3 +429,43 @@ def ledger_session(request):
             db.session.execute(sa.text(f"DELETE FROM {table}"))
         db.session.commit()
         reset_account_cache()
+
+
+# --- mail ---------------------------------------------------------------------------------------
+
+class SmtpServer:
+    """A local SMTP server (aiosmtpd, ``mail.OutboxHandler``) for the whole session;
+    :meth:`use` points it at a test's own outbox directory."""
+
+    def __init__(self, directory: Path) -> None:
+        from aiosmtpd.controller import Controller
+
+        from portal.services import mail
+
+        self.handler = mail.OutboxHandler(directory)
+        self.port = free_port()
+        # a generous readiness deadline: aiosmtpd's default 5 s is too short on a loaded machine
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, ready_timeout=READY_SECONDS)
+        self.controller.start()
+        self.lock = threading.Lock()
+
+    def use(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        with self.lock:
+            self.handler.directory = directory
+        return directory
+
+    @property
+    def settings(self) -> dict:
+        return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": self.port, "MAIL_USE_TLS": False, "MAIL_USE_SSL": False,
+                "MAIL_USERNAME": ""}
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp_server(tmp_path_factory):
+    server = SmtpServer(tmp_path_factory.mktemp("outbox"))
+    yield server
+    server.stop()

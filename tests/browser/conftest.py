@@ -5,7 +5,8 @@
   (``JOBS_MODE=thread``) so approved payouts are paid by the Test Bank sandbox
   (``testbank``) while the browser waits.
 * ``live_server`` — that app behind a real WSGI server (``werkzeug.serving.make_server``)
-  on 127.0.0.1 and a free port, in a background thread; its base URL.
+  on 127.0.0.1 and a free port, in a background thread; its base URL, returned once ``/health``
+  answers (a readiness probe with a generous deadline, which also warms the app up).
 * ``shop`` — a local "AliExpress": an HTTPS server (self-signed certificate made with the
   ``openssl`` command) that answers for the affiliate network's host of
   ``NETWORK_URL_TEMPLATE`` (``alitems.site``: redirects to the ``ulp`` product link) and for
@@ -15,13 +16,13 @@
   one FAILS the tests: CI installs it, see ``scripts/lib.sh`` ``ensure_chromium``).
 * ``context`` / ``page`` — a new browser context per test (locale ru-RU unless a test makes
   its own with ``new_context``).
-* ``screenshot(page, step)`` — ``artifacts/screenshots/<test-name>-<step>.png`` (directory
-  from ``CASHBACK_ARTIFACTS``, default ``<repo>/artifacts``); a failing test saves one of
-  each of its open pages (``…-failed-<n>.png``) by itself.
+* ``screenshot(page, step)`` — ``instance/artifacts/screenshots/<test-name>-<step>.png``
+  (directory from ``CASHBACK_ARTIFACTS``, default ``<repo>/instance/artifacts``, kept as CI
+  artifacts); a failing test saves one of each of its open pages (``…-failed-<n>.png``) by itself.
 * ``portal_db`` — data set-up and DB checks for the journeys (customers, staff, rates,
   signed postbacks, funding, clicks, claims with a proposed credit, polling a payout's
-  state); every data table is emptied after
-  each test.
+  state); after each test the live portal's queued jobs are dropped (waiting for the one
+  running), every data table is emptied and the Test Bank reset.
 
 Run them alone with ``bash scripts/test.sh tests/browser`` (or ``-m browser``); leave them out
 with ``-m "not browser"``.
@@ -47,18 +48,20 @@ import requests
 import sqlalchemy as sa
 from playwright.sync_api import expect
 
-from tests.conftest import KEEP_TABLES, build_app, provider_settings
+from tests.conftest import (READY_SECONDS, build_app, config_snapshot, empty_data_tables, provider_settings,
+                            restore_config, wait_for_http)
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(os.environ.get("CASHBACK_ARTIFACTS") or REPO / "artifacts")
+ARTIFACTS = Path(os.environ.get("CASHBACK_ARTIFACTS") or REPO / "instance" / "artifacts")
 SCREENSHOTS = ARTIFACTS / "screenshots"
 PASSWORD = "pw-" + "x" * 8
 #: Hosts Chromium sends to the local shop (the AliExpress hosts links.py accepts, and the network's).
 SHOP_HOSTS = ("aliexpress.com", "*.aliexpress.com", "aliexpress.ru", "*.aliexpress.ru",
               "aliexpress.us", "*.aliexpress.us", "alitems.site")
 NETWORK_TEMPLATE = "https://alitems.site/g/1e8d114494c02ea3d6a016525dc3e8/?sub={sub_id}&ulp={url}"
-#: Playwright's waits (auto-waiting, expect) give up after this many milliseconds.
-WAIT_MS = 15_000
+#: Playwright's waits (auto-waiting, expect) give up after this many milliseconds: generous, as a
+#: bound for a busy machine (CI on a shared 2-core box), not a measure of speed.
+WAIT_MS = 30_000
 expect.set_options(timeout=WAIT_MS)
 
 #: Bounded polling of the database (payouts paid by the in-process worker thread).
@@ -158,9 +161,11 @@ def live_app(pg_url, testbank):
                     WTF_CSRF_ENABLED=True, NETWORK_URL_TEMPLATE=NETWORK_TEMPLATE,
                     PAYOUT_RETRY_SECONDS=[1], PAYOUT_CHECK_SECONDS=[1])
     yield app
+    drain_jobs(app)
     from portal.extensions import db
 
     with app.app_context():  # the rest of the run needs no idle connections of this app
+        db.session.remove()
         db.engine.dispose()
 
 
@@ -171,8 +176,12 @@ def live_server(live_app):
     server = make_server("127.0.0.1", 0, live_app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-portal", daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    url = f"http://127.0.0.1:{server.server_port}"
+    wait_for_http(f"{url}/health")
+    yield url
     server.shutdown()
+    server.server_close()
+    thread.join(timeout=READY_SECONDS)
 
 
 # --- the browser --------------------------------------------------------------------------------
@@ -186,7 +195,7 @@ def browser(request):
     rules = ", ".join(f"MAP {host} 127.0.0.1:{shop.port}" for host in SHOP_HOSTS)
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
-            executable_path=executable, headless=True,
+            executable_path=executable, headless=True, timeout=READY_SECONDS * 1000,
             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--host-resolver-rules={rules}",
                   "--ignore-certificate-errors"])
         yield chromium
@@ -227,7 +236,7 @@ def _slug(text: str) -> str:
 
 @pytest.fixture
 def screenshot(request):
-    """``screenshot(page, "step")`` -> ``artifacts/screenshots/<test-name>-<step>.png``."""
+    """``screenshot(page, "step")`` -> ``<artifacts>/screenshots/<test-name>-<step>.png``."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     def take(page, step: str) -> Path:
@@ -434,19 +443,41 @@ class PortalDb:
         return state
 
 
-@pytest.fixture
-def portal_db(live_app, live_server):
-    """Data helpers for one test; every data table is emptied afterwards (roles stay)."""
-    yield PortalDb(live_app, live_server)
-    from portal.extensions import db
-    from portal.services.ledger import reset_account_cache
+_idle_events: dict[str, threading.Event] = {}
 
-    with live_app.app_context():
-        db.session.remove()
-        tables = [t.name for t in db.metadata.sorted_tables if t.name not in KEEP_TABLES]
-        with db.engine.begin() as conn:
-            conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
-        reset_account_cache()
+
+def mark_idle(key: str) -> None:
+    """A job of :func:`drain_jobs`: the in-process queue reached it."""
+    _idle_events.pop(key).set()
+
+
+def drain_jobs(app) -> None:
+    """Drop the live portal's queued jobs (status checks and retries a test left behind would
+    otherwise run during the next test, on its rows) and wait for the one running to end."""
+    from portal import tasks
+
+    queue = app.extensions.get("cashback_in_process_queue")
+    if queue is None:
+        return
+    with queue._cond:
+        queue._heap.clear()
+    key = f"idle-{time.monotonic_ns()}"
+    done = _idle_events[key] = threading.Event()
+    queue.put(tasks._Job(0.0, next(tasks._seq), tasks.QUEUE_DEFAULT, f"{__name__}.mark_idle", (key,)))
+    if not done.wait(READY_SECONDS):
+        pytest.fail("the live portal's job thread did not finish its job", pytrace=False)
+
+
+@pytest.fixture
+def portal_db(live_app, live_server, testbank):
+    """Data helpers for one test; afterwards the queued jobs are dropped, the live portal's
+    settings put back, every data table emptied (roles stay) and the Test Bank reset."""
+    saved = config_snapshot(live_app)
+    yield PortalDb(live_app, live_server)
+    drain_jobs(live_app)
+    restore_config(live_app, saved)
+    empty_data_tables(live_app)
+    testbank.reset()
 
 
 def login(page, username: str, password: str = PASSWORD) -> None:

@@ -20,16 +20,18 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 from flask_babel import force_locale
-from playwright.sync_api import expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError, expect
 
 from portal.models import Click, ClickVisit
 from portal.services.customer_views import NotACustomer
 from tests.browser.conftest import PASSWORD, REPO, SHOP_HOSTS, WAIT_MS, chromium_path
+from tests.conftest import READY_SECONDS
 
 pytestmark = pytest.mark.browser
 
@@ -60,6 +62,7 @@ def extension_context(browser, shop, live_server, portal_db, tmp_path, request):
         rules += [f"MAP {host} 127.0.0.1:{shop.port}" for host in SHOP_HOSTS if host not in blocked]
         context = browser.browser_type.launch_persistent_context(
             str(tmp_path / f"profile-{len(made)}"), executable_path=chromium_path(), headless=True,
+            timeout=READY_SECONDS * 1000,
             locale="ru-RU", ignore_https_errors=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--lang=ru",
                   f"--disable-extensions-except={EXTENSION}", f"--load-extension={EXTENSION}",
@@ -67,8 +70,7 @@ def extension_context(browser, shop, live_server, portal_db, tmp_path, request):
         context.set_default_timeout(WAIT_MS)
         made.append(context)
         contexts.append(context)
-        worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker")
-        extension_id = worker.url.split("/")[2]
+        extension_id = extension_worker(context).url.split("/")[2]
         # the portal's address, through the options page as a customer would set it; Russian
         # chosen there, as Debian's Chromium without chromium-l10n runs its UI in English only
         options = context.new_page()
@@ -86,6 +88,20 @@ def extension_context(browser, shop, live_server, portal_db, tmp_path, request):
     yield make
     for context in made:
         context.close()
+
+
+def extension_worker(context):
+    """The extension's service worker, registered at launch: already there, or awaited (a worker
+    that registers between a look and a wait_for_event would be missed by the wait alone)."""
+    deadline = time.monotonic() + READY_SECONDS
+    while not context.service_workers:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the extension's service worker did not start within {READY_SECONDS:.0f} s", pytrace=False)
+        try:
+            context.wait_for_event("serviceworker", timeout=1000)
+        except PlaywrightTimeoutError:
+            pass
+    return context.service_workers[0]
 
 
 def open_popup(context, extension_id: str, product_url: str):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import socket
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -49,12 +48,6 @@ DIRECTORY_TOKEN = "browser-directory-token"
 
 # --- the local mail server and the partner directory ----------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Outbox:
     """The messages the live portal sent to the local SMTP server (``.eml`` files in ``directory``)."""
 
@@ -76,20 +69,13 @@ class Outbox:
 
 
 @pytest.fixture
-def outbox(live_app, tmp_path):
-    """An aiosmtpd server on a free port; the live portal's MAIL_* point at it for this test."""
-    from aiosmtpd.controller import Controller
-
-    port = _free_port()
-    controller = Controller(mail.OutboxHandler(tmp_path / "outbox"), hostname="127.0.0.1", port=port)
-    controller.start()
-    keys = ("MAIL_SERVER", "MAIL_PORT", "MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_USERNAME")
-    saved = {k: live_app.config.get(k) for k in keys}
-    live_app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=port, MAIL_USE_TLS=False, MAIL_USE_SSL=False,
-                           MAIL_USERNAME="")
-    yield Outbox(tmp_path / "outbox")
+def outbox(live_app, smtp_server, tmp_path):
+    """The session's SMTP server writing to this test's directory; the live portal's MAIL_* point
+    at it for this test."""
+    saved = {k: live_app.config.get(k) for k in smtp_server.settings}
+    live_app.config.update(smtp_server.settings)
+    yield Outbox(smtp_server.use(tmp_path / "outbox"))
     live_app.config.update(saved)
-    controller.stop()
 
 
 @pytest.fixture(scope="module")

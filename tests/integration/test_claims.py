@@ -513,12 +513,12 @@ def test_anonymous_is_sent_to_login(client):
 
 # --- demo -------------------------------------------------------------------------------------------------
 
-def test_seed_demo_on_sqlite_has_every_reason_code(tmp_path):
+def test_seed_demo_on_sqlite_has_every_reason_code(sqlite_url):
     """seed-demo on the embedded SQLite default makes claims with every reason code and a credit for Finance."""
     from portal.services import demo
     from tests.conftest import build_app
 
-    app = build_app(f"sqlite:///{tmp_path / 'cashback.db'}")
+    app = build_app(sqlite_url)
     with app.app_context():
         demo.seed(db.session, app.appbuilder.sm)
         reasons = set(db.session.execute(sa.select(Claim.reason_code)).scalars())

@@ -34,10 +34,10 @@ PASSWORDS = {username: password for username, _role, password in demo.STAFF}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def seeded(request, tmp_path):
+def seeded(request):
     """An app seeded once with the demo (SQLite file or the test PostgreSQL database)."""
     if request.param == "sqlite":
-        app = build_app(f"sqlite:///{tmp_path / 'cashback.db'}", JOBS_MODE="collect")
+        app = build_app(request.getfixturevalue("sqlite_url"), JOBS_MODE="collect")
     else:
         app = request.getfixturevalue("app")
         request.getfixturevalue("clean_db")
@@ -129,9 +129,9 @@ def test_each_desk_shows_seeded_rows_to_its_role(seeded):
         client.get("/logout/")
 
 
-def test_low_balance_warning_when_configured(tmp_path):
+def test_low_balance_warning_when_configured(sqlite_url):
     """With a ``low_balance`` setting MegaFon's seeded balance shows the warning on the providers page."""
-    app = build_app(f"sqlite:///{tmp_path / 'cashback.db'}", JOBS_MODE="collect",
+    app = build_app(sqlite_url, JOBS_MODE="collect",
                     PAYOUT_PROVIDER_SETTINGS={"megafon": {"low_balance": "20000"}})
     with app.app_context():
         demo.seed(db.session, app.appbuilder.sm)

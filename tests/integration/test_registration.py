@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import uuid
 
 import pytest
@@ -25,25 +24,14 @@ NEW_PASSWORD = "a-new-password-1"
 UA = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def outbox(app, tmp_path):
-    """An aiosmtpd server on a free port, the app's MAIL_* pointed at it; yields the directory."""
-    from aiosmtpd.controller import Controller
-
-    port = free_port()
-    controller = Controller(mail.OutboxHandler(tmp_path / "outbox"), hostname="127.0.0.1", port=port)
-    controller.start()
-    saved = {k: app.config[k] for k in ("MAIL_SERVER", "MAIL_PORT", "MAIL_USE_TLS", "MAIL_USERNAME")}
-    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=port, MAIL_USE_TLS=False, MAIL_USERNAME="")
+def outbox(app, smtp_server, tmp_path):
+    """The session's SMTP server writing to this test's directory, the app's MAIL_* pointed at it;
+    yields the directory."""
+    saved = {k: app.config.get(k) for k in smtp_server.settings}
+    app.config.update(smtp_server.settings)
     app.extensions.pop("cashback_collected_jobs", None)
-    yield tmp_path / "outbox"
-    controller.stop()
+    yield smtp_server.use(tmp_path / "outbox")
     app.config.update(saved)
     app.extensions.pop("cashback_collected_jobs", None)
 

@@ -1,15 +1,13 @@
 """Reports read a replica when one is configured (``CASHBACK_REPORTS_DATABASE_URL``).
 
-The "replica" here is a second, separately migrated database holding different figures
+The "replica" here is a second database (a clone of the migrated template) holding different figures
 than the primary: the dashboard and the payouts report must show the replica's, while the
 login (and everything that acts) stays on the primary.
 """
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -19,16 +17,12 @@ from portal.reporting import report_session, uses_replica
 from portal.services import ledger
 from portal.services.audit import Actor
 from portal.services.ledger import customer_account, system_account, transfer
-from tests.conftest import _admin_conninfo, build_app, login
+from tests.conftest import build_app, login
 
 
 @pytest.fixture(scope="module")
-def replica_url(pg_url):
-    name = f"cashback_r_{uuid.uuid4().hex[:10]}"
-    admin = _admin_conninfo()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = sa.make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+def replica_url(pg_database):
+    url = pg_database()  # a clone of the session's migrated template, dropped at the end
     replica = build_app(url)
     with replica.app_context():  # a pending balance that exists only on the "replica"
         db.session.add(Customer(id=1, email="only-on-replica@test.local", name="R"))
@@ -37,10 +31,9 @@ def replica_url(pg_url):
                     legs=transfer(system_account("network_receivable"), customer_account(1, "pending"),
                                   Decimal("9.25")), actor=Actor.system("test"))
         db.session.commit()
+        db.session.remove()
         db.engine.dispose()
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return url
 
 
 @pytest.fixture(scope="module")

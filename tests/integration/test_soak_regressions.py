@@ -102,8 +102,9 @@ def test_worker_keeps_working_across_a_redis_restart(app, pg_url, tmp_path):
         server.stop()
 
 
-def _eventually(predicate, attempts: int = 300):
-    """Poll ``predicate`` every 0.1 s, at most ``attempts`` times (a bound, not a timing claim)."""
+def _eventually(predicate, attempts: int = 1200):
+    """Poll ``predicate`` every 0.1 s, at most ``attempts`` times (a bound, not a timing claim:
+    generous, as a worker process starting on a busy machine takes many seconds to register)."""
     for _ in range(attempts):
         value = predicate()
         if value:

@@ -136,11 +136,12 @@ def _conninfo(url: str) -> str:
     return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def create_database(base_url: str, prefix: str = "cashback_soak") -> str:
+def create_database(base_url: str, prefix: str = "cashback_soak", template: str | None = None) -> str:
+    """A new database on ``base_url``'s server (a clone of ``template`` when given); its URL."""
     base = normalize_database_url(base_url)
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(_conninfo(base), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     return sa.make_url(base).set(database=name).render_as_string(hide_password=False)
 
 
@@ -155,6 +156,11 @@ def drop_database(base_url: str, url: str) -> None:
 class SoakConfig:
     #: Seconds of load (with faults, unless ``faults`` is False).
     seconds: float = 70.0
+    #: Keep the load and the faults going past ``seconds`` until every kind of fault was injected
+    #: at least once (at most ``seconds_max`` in all): a short run still proves every kind, also on a
+    #: slow machine where faults come later than planned.
+    until_every_fault: bool = False
+    seconds_max: float = 180.0
     workers: int = 2
     customers: int = 21
     faults: bool = True
@@ -176,6 +182,9 @@ class SoakConfig:
     verbose: bool = False
     #: Leave the database behind (its URL is in the log) to look at it afterwards.
     keep_database: bool = False
+    #: A database already migrated with the roles synced, cloned (``CREATE DATABASE … TEMPLATE``)
+    #: instead of migrating a new one (the test suite's template).
+    template: str | None = None
 
 
 @dataclass
@@ -386,7 +395,8 @@ def app_config(url: str, redis_url: str, prefix: str, settings: dict) -> dict:
             "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}}
 
 
-def setup_world(app, customers: int, rng: random.Random, fund: Decimal = Decimal("25.00")) -> World:
+def setup_world(app, customers: int, rng: random.Random, fund: Decimal = Decimal("25.00"),
+                migrate: bool = True) -> World:
     from flask_migrate import upgrade
 
     from portal.extensions import db
@@ -399,8 +409,9 @@ def setup_world(app, customers: int, rng: random.Random, fund: Decimal = Decimal
     actor = Actor.system("soak")
     now = dt.datetime.now(dt.timezone.utc)
     with app.app_context():
-        upgrade()
-        sync_roles(app.appbuilder)
+        if migrate:
+            upgrade()
+            sync_roles(app.appbuilder)
         session = db.session
         for days in range(0, 8):
             fx.correct_rate(session, (now - dt.timedelta(days=days)).date(), RUB_PER_USD, actor, "soak rate")
@@ -737,13 +748,14 @@ class Injector:
 
 # --- the run -----------------------------------------------------------------------------------
 
-def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Readiness probe: the first answer of a cold gunicorn may take long on a busy machine."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"gunicorn exited with {proc.returncode}")
         try:
-            requests.get(url, timeout=3)
+            requests.get(url, timeout=(2, max(1.0, deadline - time.monotonic())))
             return
         except requests.RequestException:
             time.sleep(0.2)
@@ -765,7 +777,7 @@ def run(config: SoakConfig | None = None) -> SoakResult:
             print(line, flush=True)
 
     base_db = normalize_database_url(config.database_url)
-    url = create_database(base_db)
+    url = create_database(base_db, template=config.template)
     redis_server = RedisServer(log_dir)
     sandboxes: dict = {}
     procs: Procs | None = None
@@ -789,7 +801,7 @@ def run(config: SoakConfig | None = None) -> SoakResult:
         t0 = time.monotonic()
         # enough for the whole run: withdrawals take about $0.50/s per customer (postbacks add more)
         fund = Decimal(int(25 + config.seconds / 2))
-        world = setup_world(app, config.customers, rng, fund)
+        world = setup_world(app, config.customers, rng, fund, migrate=config.template is None)
         log(f"setup: {len(world.customers)} customers in {time.monotonic() - t0:.1f} s; database {url}")
 
         port = free_port()
@@ -829,7 +841,12 @@ def run(config: SoakConfig | None = None) -> SoakResult:
         t_load = time.monotonic()
         for t in threads:
             t.start()
-        while time.monotonic() - t_load < config.seconds:
+        while True:
+            elapsed = time.monotonic() - t_load
+            missing = [k for k in FAULT_KINDS if injector.counts[k] < 1] if config.faults else []
+            if elapsed >= config.seconds and not (config.until_every_fault and missing
+                                                  and elapsed < config.seconds_max):
+                break
             time.sleep(0.5)
             procs.keep_alive()
         stop.set()
