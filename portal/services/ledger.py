@@ -301,15 +301,18 @@ def post(session: Session, *, kind: str, reference: str, legs: Sequence[Leg],
          actor: Actor, memo: str = "") -> PostResult:
     """Record one balanced posting and update balances, in the caller's transaction.
 
-    On PostgreSQL the steps run server-side in one call of ``ledger_post()`` (migration
-    0002); elsewhere (SQLite) the same steps run here.  Both are held to one test suite.
+    On PostgreSQL the steps, finding or opening the accounts included, run server-side in
+    one call of ``ledger_post_named()`` (migration 0009); elsewhere (SQLite) the same steps
+    run here.  Both are held to one test suite.
     """
     validate_legs(legs)
     if not reference or len(reference) > 200:
         raise UnbalancedPosting(_l("A posting needs a reference of at most 200 characters."))
-    accounts = ensure_accounts(session, (leg.account for leg in legs))
-    run = _post_postgres if session.get_bind().dialect.name == "postgresql" else _post_python
-    posting_id, created = run(session, accounts, kind, reference, legs, actor, memo)
+    if session.get_bind().dialect.name == "postgresql":
+        posting_id, created = _post_postgres(session, kind, reference, legs, actor, memo)
+    else:
+        accounts = ensure_accounts(session, (leg.account for leg in legs))
+        posting_id, created = _post_python(session, accounts, kind, reference, legs, actor, memo)
     if not created and not _same_legs(session, posting_id, kind, legs):
         raise ReferenceConflict(reference=reference)
     if created:
@@ -317,33 +320,37 @@ def post(session: Session, *, kind: str, reference: str, legs: Sequence[Leg],
     return PostResult(posting_id, created)
 
 
-#: One posting, server-side (migration 0002).  Run on the session's own DBAPI connection
-#: (same transaction): SQLAlchemy's statement machinery cost as much client CPU as the rest
-#: of the posting on this hot path.
+#: One posting, server-side, in one round trip (migration 0009): the accounts go by name and
+#: are found, or opened, by the function, so no account lookup precedes it.  Run on the
+#: session's own DBAPI connection (same transaction): SQLAlchemy's statement machinery cost
+#: as much client CPU as the rest of the posting on this hot path.  psycopg prepares the
+#: statement on a connection after a few calls.
 _PG_POST = (
-    "SELECT posting_id, created, refused_leg, refused_balance FROM ledger_post("
-    "%s, %s, %s, %s, %s, %s::integer[], %s::bigint[], %s::text[], %s::integer[], %s::smallint[])"
+    "SELECT posting_id, created, refused_leg, refused_balance FROM ledger_post_named("
+    "%s, %s, %s, %s, %s, %s::text[], %s::text[], %s::bigint[], %s::smallint[], %s::text[], %s::integer[], %s)"
 )
 
 
 def _pg_array(values) -> str:
-    """A PostgreSQL array literal of integers or currency codes (validated: no quoting needed).
+    """A PostgreSQL array literal (sent as text, cast server-side: psycopg's list adaptation
+    inspects every element).  Elements are quoted; ``None`` is NULL."""
+    return "{" + ",".join("NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+                          for v in values) + "}"
 
-    Sent as text and cast server-side: psycopg's list adaptation inspects every element.
-    """
-    return "{" + ",".join(str(v) for v in values) + "}"
 
-
-def _post_postgres(session, accounts, kind, reference, legs, actor, memo) -> tuple[int, bool]:
+def _post_postgres(session, kind, reference, legs, actor, memo) -> tuple[int, bool]:
+    keys = [l.account for l in legs]
     cursor = session.connection().connection.cursor()
     try:
         cursor.execute(_PG_POST, (
             kind, reference, actor.label, memo, utcnow(),
-            _pg_array(accounts[l.account].id for l in legs),
+            _pg_array(k.name for k in keys),
+            _pg_array(k.currency for k in keys),
             _pg_array(to_micros(l.amount) for l in legs),
-            _pg_array(l.account.currency for l in legs),
-            _pg_array(accounts[l.account].shards for l in legs),
-            _pg_array(_guard(l.account) for l in legs),
+            _pg_array(_guard(k) for k in keys),
+            _pg_array(k.kind for k in keys),
+            _pg_array(k.customer_id for k in keys),
+            _hot_shards(),
         ))
         posting_id, created, refused_leg, refused_balance = cursor.fetchone()
     finally:

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from flask import current_app
 
 from portal.models import Posting
 from portal.services import ledger
@@ -100,6 +101,25 @@ def test_hot_account_spreads_over_shards(ledger_session):
         "WHERE a.name = 'network_receivable' AND b.balance <> 0")).scalar_one()
     assert shards > 1
     assert ledger.balance(session, system_account("network_receivable")) == D("0.40")
+    assert ledger.verify(session).ok
+
+
+def test_accounts_are_opened_by_the_posting_with_their_names_exact(ledger_session):
+    """A first posting opens its accounts (hot ones with LEDGER_HOT_SHARDS balance rows), even
+    when a name holds characters an array literal would have to quote."""
+    session = ledger_session
+    shards = current_app.config["LEDGER_HOT_SHARDS"]
+    odd = system_account("provider_float", sub='we"ird,{sub}\\ code')
+    ledger.post(session, kind="test.odd", reference="odd-1", actor=ACTOR,
+                legs=transfer(odd, customer_account(3, "available"), D("1.25")))
+    session.commit()
+    assert ledger.balance(session, odd) == D("1.25")
+    assert session.execute(sa.text("SELECT name, shards FROM ledger_account WHERE kind = 'provider_float'")).one() \
+        == (odd.name, shards)
+    rows = session.execute(sa.text("SELECT count(*) FROM ledger_balance b JOIN ledger_account a "
+                                   "ON a.id = b.account_id WHERE a.kind = 'provider_float'")).scalar_one()
+    assert rows == shards > 1
+    assert ledger.customer_balances(session, 3)["available"] == D("1.25")
     assert ledger.verify(session).ok
 
 
