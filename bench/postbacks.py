@@ -3,7 +3,7 @@
 One run, one throw-away PostgreSQL database (migrated with Alembic; customers with
 ledger accounts, one click per order so every sub-id resolves, a few days of USD/RUB
 rates).  The app, ``portal.app:create_app()``, is served by gunicorn (gthread workers)
-on 127.0.0.1; ``--clients`` processes each keep one ``requests.Session`` alive and push
+on 127.0.0.1; ``--clients`` processes each keep one keep-alive connection (``http.client``) alive and push
 their share of signed events.  Each order belongs to one client, so its expected outcome
 is known in advance:
 
@@ -331,72 +331,109 @@ class Server:
 
 # --- the clients ------------------------------------------------------------------------------------
 
+class _Http:
+    """One keep-alive HTTP/1.1 connection (``http.client``: a network's sender is lean too; the
+    bench measures the app, and ``requests`` cost more CPU per event than the app's own work)."""
+
+    def __init__(self, base: str, timeout: float) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(base)
+        self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
+        self.conn = None
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        """(status, content type, body bytes); raises OSError / HTTPException on a broken answer."""
+        import http.client
+
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            self.conn.request(method, path, body=body, headers=headers or {})
+            response = self.conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException):
+            self.close()  # a timed-out or broken connection is never reused
+            raise
+        if response.will_close:
+            self.close()
+        return response.status, response.getheader("Content-Type", ""), data
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
 def _client(base: str, items: list[tuple[bytes, bool]], deadline: float, start, results,
             read_timeout: float = 30.0, attempts: int = 5) -> None:
     """Push ``items`` in order on one keep-alive connection; put the counts on ``results``.
 
-    A slow or broken answer never ends the run: the same event is sent again (signed anew)
-    up to ``attempts`` times, and each such retry is counted (``retried``).  An event whose
-    first try got no answer may have been applied before the retry; the retry then answers
-    ``duplicate: true`` with the stored outcome, which is counted as that outcome (the
-    client knows which bodies it has had an answer for), so the counts stay exact.
+    A slow or broken answer never ends the run: the same event is sent again (signed anew,
+    on a new connection) up to ``attempts`` times, and each such retry is counted
+    (``retried``).  An event whose first try got no answer may have been applied before the
+    retry; the retry then answers ``duplicate: true`` with the stored outcome, which is
+    counted as that outcome (the client knows which bodies it has had an answer for), so
+    the counts stay exact.
     """
-    import requests
+    import http.client
 
-    url = base + "/api/v1/network/postback"
+    path = "/api/v1/network/postback"
     secret = SECRET.encode()
     counts: Counter = Counter()
     latencies: list[float] = []
     samples: list[str] = []
     answered: set[bytes] = set()
-    with requests.Session() as http:
-        for _ in range(10):  # open the keep-alive connection before the clock starts
+    http_ = _Http(base, read_timeout)
+    for _ in range(10):  # open the keep-alive connection before the clock starts
+        try:
+            http_.request("GET", path)
+            break
+        except (OSError, http.client.HTTPException):
+            time.sleep(1)
+    start.wait()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    for raw, forged in items:
+        if time.time() > deadline:
+            counts["not_sent"] += 1
+            continue
+        answer, unanswered_try = None, False
+        for attempt in range(attempts):
+            headers = {"Content-Type": "application/json", "X-Cashback-Network": NETWORK,
+                       **sign(FORGED_SECRET if forged else secret, raw, int(time.time()))}
+            t0 = time.perf_counter()
             try:
-                http.get(url, timeout=read_timeout)
-                break
-            except requests.RequestException:
-                time.sleep(1)
-        start.wait()
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        for raw, forged in items:
-            if time.time() > deadline:
-                counts["not_sent"] += 1
-                continue
-            response, unanswered_try = None, False
-            for attempt in range(attempts):
-                headers = {"Content-Type": "application/json", "X-Cashback-Network": NETWORK,
-                           **sign(FORGED_SECRET if forged else secret, raw, int(time.time()))}
-                t0 = time.perf_counter()
-                try:
-                    response = http.post(url, data=raw, headers=headers, timeout=(10, read_timeout))
-                except requests.RequestException as err:
-                    counts["retried"] += 1
-                    unanswered_try = True
-                    if len(samples) < 3:
-                        samples.append(f"try {attempt + 1}: {type(err).__name__}: {err}")
-                    time.sleep(min(2 ** attempt, 10))
-                    continue
-                latencies.append(time.perf_counter() - t0)
-                if response.status_code in (502, 503, 504):  # a worker restarting: the event was not handled
-                    counts["retried"] += 1
-                    response = None
-                    time.sleep(min(2 ** attempt, 10))
-                    continue
-                break
-            if response is None:
-                counts["errors"] += 1
-                continue
-            body = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
-            if response.status_code == 200:
-                replay = body.get("duplicate") and (raw in answered or not unanswered_try)
-                counts["duplicate" if replay else body.get("outcome", "?")] += 1
-                answered.add(raw)
-            elif response.status_code == 401 and forged:
-                counts["rejected"] += 1
-            else:
-                counts["errors"] += 1
+                answer = http_.request("POST", path, raw, headers)
+            except (OSError, http.client.HTTPException) as err:
+                counts["retried"] += 1
+                unanswered_try = True
                 if len(samples) < 3:
-                    samples.append(f"{response.status_code} {response.text[:300]}")
+                    samples.append(f"try {attempt + 1}: {type(err).__name__}: {err}")
+                time.sleep(min(2 ** attempt, 10))
+                continue
+            latencies.append(time.perf_counter() - t0)
+            if answer[0] in (502, 503, 504):  # a worker restarting: the event was not handled
+                counts["retried"] += 1
+                answer = None
+                time.sleep(min(2 ** attempt, 10))
+                continue
+            break
+        if answer is None:
+            counts["errors"] += 1
+            continue
+        status, content_type, data = answer
+        body = json.loads(data) if content_type.startswith("application/json") else {}
+        if status == 200:
+            replay = body.get("duplicate") and (raw in answered or not unanswered_try)
+            counts["duplicate" if replay else body.get("outcome", "?")] += 1
+            answered.add(raw)
+        elif status == 401 and forged:
+            counts["rejected"] += 1
+        else:
+            counts["errors"] += 1
+            if len(samples) < 3:
+                samples.append(f"{status} {data[:300].decode(errors='replace')}")
+    http_.close()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime  # while pushing only
     results.put((dict(counts), latencies, samples, cpu))
@@ -512,7 +549,7 @@ def main() -> int:
     rate = sent / elapsed
     busy = (busy_after[0] - busy_before[0]) / max(busy_after[1] - busy_before[1], 1)
     cores = os.cpu_count() or 1
-    print(f"postback bench: {plan.events} events over HTTP, {args.clients} client processes (requests keep-alive), "
+    print(f"postback bench: {plan.events} events over HTTP, {args.clients} client processes (http.client keep-alive), "
           f"gunicorn {args.workers} workers x {args.threads} threads (gthread), PostgreSQL; {cores} cores")
     print(f"mix: {plan.orders} orders (paid + confirmed; {plan.out_of_order} confirmed-before-paid, "
           f"{plan.rub_orders} in RUB), {plan.replays} exact replays, {plan.forged} forged; "

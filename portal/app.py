@@ -34,10 +34,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         static_folder=str(PACKAGE_DIR / "static"),
     )
     app.config.update(settings)
-    if settings.get("TRUSTED_PROXIES"):  # the client IP (throttling, logs) from X-Forwarded-For
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(settings["TRUSTED_PROXIES"]))
     if settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
@@ -65,6 +61,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     limits.init_app(app)  # login and public endpoints throttled (after the views exist)
     observability.init_app(app)  # /health, /health/ready, /metrics, request ids, logs
     providers.init_app(app)
+
+    from portal.api.postback import NetworkDispatcher, network_app
+
+    # the network's postbacks take a lean path past the portal's page machinery
+    app.wsgi_app = NetworkDispatcher(app.wsgi_app, network_app(app))
+    if settings.get("TRUSTED_PROXIES"):  # the client IP (throttling, logs) from X-Forwarded-For
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(settings["TRUSTED_PROXIES"]))
 
     from portal import cli
 

@@ -89,10 +89,24 @@ def init_app(app: Flask) -> None:
         limiter.limit(_postback_limit, methods=["POST"])(app.blueprints[POSTBACK_API])
 
 
+def throttle_network_app(app: Flask, blueprint) -> None:
+    """The postback limit on the network's lean app (``portal.api.postback.network_app``):
+    a limiter of its own, built from the same ``RATELIMIT_*`` settings (storage, prefix,
+    on/off) as the portal's, so the counters live where the portal's do."""
+    from flask_limiter import Limiter
+    from flask_limiter.util import get_remote_address
+
+    app.register_error_handler(RateLimitExceeded, _too_many)
+    limiter = Limiter(get_remote_address, app=app)
+    if limiter.enabled:
+        limiter.limit(_postback_limit, methods=["POST"])(blueprint)
+
+
 def _retry_after(err: RateLimitExceeded) -> int:
     """Seconds until the window resets (at most the window: ``reset_at`` is rounded up)."""
     window = max(1, int(err.limit.limit.get_expiry()))
-    limit = current_app.appbuilder.sm.limiter.current_limit
+    limiter = next(iter(current_app.extensions.get("limiter", ())), None)  # the portal's (FAB's) or the lean app's
+    limit = limiter.current_limit if limiter is not None else None
     if limit is not None:
         return min(window, max(1, math.ceil(limit.reset_at - time.time())))
     return window

@@ -482,8 +482,13 @@ def configure_logging(app: Flask) -> None:
     root.setLevel(str(app.config.get("LOG_LEVEL") or "INFO").upper())
 
 
-def init_app(app: Flask) -> None:
-    configure_logging(app)
+def init_request_ids(app: Flask) -> None:
+    """A request id for each request of ``app``, returned in ``X-Request-ID``."""
     app.before_request(_start_request)
     app.after_request(_tag_response)
+
+
+def init_app(app: Flask) -> None:
+    configure_logging(app)
+    init_request_ids(app)
     app.register_blueprint(blueprint)

@@ -1,21 +1,40 @@
 """The network postback endpoint: ``POST /api/v1/network/postback``.
 
-Public: the HMAC signature is the authentication (no FAB login, no JWT), and like every
-FAB API the blueprint is exempt from CSRF protection.  The view reads the raw body bytes
-(the signature covers them byte for byte, so nothing may parse or re-encode them first)
-and hands everything to ``portal.services.postbacks.process_postback``, which verifies,
-stores, applies and commits — or records the refusal and raises ``PostbackRejected``.
+Public: the HMAC signature is the authentication (no FAB login, no JWT, no CSRF token).
+:func:`answer` reads the raw body bytes (the signature covers them byte for byte, so
+nothing may parse or re-encode them first) and hands everything to
+``portal.services.postbacks.process_postback``, which verifies, stores, applies and
+commits — or records the refusal and raises ``PostbackRejected``.
+
+The lean path.  A network pushes thousands of events a second on a sale day, and none of
+them needs what a staff page needs.  So ``create_app`` puts :class:`NetworkDispatcher` in
+front of the portal: ``POST`` to this path goes to :func:`network_app`, a bare Flask app
+sharing the portal's settings object and database models — its own connection pool, no
+session cookie (a null session), no FAB security manager or user loading, no template
+context, no CSRF hook; the locale is only worked out when an error message is rendered
+(``Accept-Language``, as for the whole API).  It keeps what the endpoint needs: the
+throttle (``portal.limits.throttle_network_app``), request ids, the one error shape
+(``portal.errors.set_error_handlers``) and :func:`answer` itself.  Every other method on
+the path still reaches the portal (``GET`` answers 405), and :class:`NetworkPostbackApi`
+stays registered with FAB: it publishes the endpoint in the OpenAPI spec and answers
+through the same :func:`answer` if the dispatcher is not in front.
 """
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_appbuilder import AppBuilder
 from flask_appbuilder.api import expose
+from flask_babel import Babel
 
+from portal import i18n, limits, observability
 from portal.api.base import CashbackApi
-from portal.errors import error_body
+from portal.errors import error_body, set_error_handlers
 from portal.extensions import db
 from portal.services import postbacks
+
+#: The endpoint's path (the FAB API below publishes it under the same one).
+URL = "/api/v1/network/postback"
 
 
 def _read_body(limit: int) -> bytes:
@@ -182,16 +201,7 @@ class NetworkPostbackApi(CashbackApi):
                   schema:
                     $ref: '#/components/schemas/ErrorBody'
         """
-        config = current_app.config
-        body = _read_body(int(config["POSTBACK_MAX_BYTES"]))
-        try:
-            outcome = postbacks.process_postback(db.session, body=body, headers=request.headers,
-                                                 remote_ip=request.remote_addr, config=config)
-        except postbacks.PostbackRejected as err:
-            response = jsonify(error_body(err.status, err.code, err.message, err.errors))
-            response.status_code = err.status
-            return response
-        return jsonify(ok=True, outcome=outcome.outcome, duplicate=outcome.duplicate, order_id=outcome.order_id)
+        return answer()
 
     def add_apispec_components(self, api_spec) -> None:
         super().add_apispec_components(api_spec)
@@ -213,5 +223,59 @@ ERROR_BODY_SCHEMA = {
 }
 
 
+def answer() -> Response:
+    """Handle the current request's postback (the lean app and the FAB API alike)."""
+    config = current_app.config
+    body = _read_body(int(config["POSTBACK_MAX_BYTES"]))
+    try:
+        outcome = postbacks.process_postback(db.session, body=body, headers=request.headers,
+                                             remote_ip=request.remote_addr, config=config)
+    except postbacks.PostbackRejected as err:
+        response = jsonify(error_body(err.status, err.code, err.message, err.errors))
+        response.status_code = err.status
+        return response
+    return jsonify(ok=True, outcome=outcome.outcome, duplicate=outcome.duplicate, order_id=outcome.order_id)
+
+
 def register(appbuilder: AppBuilder) -> None:
     appbuilder.add_api(NetworkPostbackApi)
+
+
+# --- the lean path ------------------------------------------------------------------------------
+
+class _NoSession(SecureCookieSessionInterface):
+    """No cookie is read or written: a network sends none and gets none."""
+
+    def open_session(self, app, request):
+        return self.make_null_session(app)
+
+    def save_session(self, app, session, response) -> None:
+        return None
+
+
+def network_app(portal: Flask) -> Flask:
+    """The bare Flask app that serves ``POST`` :data:`URL` (see the module docstring)."""
+    app = Flask(__name__)
+    app.config = portal.config  # one settings object: a change to the portal's applies here too
+    app.session_interface = _NoSession()
+    db.init_app(app)  # the models are shared; the pool is this app's
+    Babel(app, locale_selector=i18n.select_locale)
+    set_error_handlers(app)
+    observability.init_request_ids(app)
+    blueprint = Blueprint("network_postback", __name__)
+    blueprint.add_url_rule(URL, "postback", answer, methods=["POST"])
+    limits.throttle_network_app(app, blueprint)
+    app.register_blueprint(blueprint)
+    return app
+
+
+class NetworkDispatcher:
+    """WSGI: ``POST`` :data:`URL` to the network's lean app, every other request to the portal."""
+
+    def __init__(self, portal_wsgi, network: Flask) -> None:
+        self.portal_wsgi, self.network = portal_wsgi, network
+
+    def __call__(self, environ, start_response):
+        if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") == URL:
+            return self.network.wsgi_app(environ, start_response)
+        return self.portal_wsgi(environ, start_response)

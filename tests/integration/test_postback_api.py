@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from flask import request
 
 from portal.extensions import db
 from portal.models import Customer, NetworkEvent, Order, PostbackRejection, Posting
@@ -261,6 +262,34 @@ def test_csrf_protection_does_not_apply(pg_url, app, customers, make_user):
     make_user("formuser", "Support")
     refused = strict.test_client().post("/login/", data={"username": "formuser", "password": "pw-" + "x" * 8})
     assert refused.status_code == 400
+
+
+def test_postbacks_take_the_lean_path(pg_url, app, customers):
+    """A postback never runs the portal's page machinery (FAB's user loading, the CSRF hook,
+    session cookies) yet keeps its request id and answers; the portal still serves the rest."""
+    from tests.conftest import build_app
+
+    portal = build_app(pg_url)
+    seen: list[str] = []
+    portal.before_request(lambda: seen.append(request.path))
+    with portal.app_context():
+        sub = clicks.create_click(db.session, db.session.get(Customer, 3), LINK, "web",
+                                  config=dict(portal.config)).click.sub_id
+        db.session.commit()
+    web = portal.test_client()
+    web.set_cookie("session", "not-even-a-valid-cookie")
+    raw, headers = signed(event(sub))
+    response = web.post(URL, data=raw, headers={**headers, "X-Request-ID": "net-42"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["outcome"] == "applied"
+    assert response.headers["X-Request-ID"] == "net-42" and "Set-Cookie" not in response.headers
+    refused = web.post(URL, data=raw, headers={**headers, "X-Cashback-Signature": "sha256=" + "0" * 64,
+                                               "Accept-Language": "en"})
+    assert_error(refused, 401, "bad_signature")
+    assert refused.get_json()["error"]["message"].isascii()  # English, as asked
+    assert seen == []
+    assert web.get(URL).status_code == 405 and seen == [URL]  # other methods: the portal
+    assert pending(portal, 3) == Decimal("7.00")
 
 
 def test_openapi_documents_body_and_signing_headers(app, client, make_user):
