@@ -1,7 +1,7 @@
 """ledger_post_named(): one posting in one round trip, accounts found (or opened) by name
 
-Revision ID: 0010_ledger_post_by_name
-Revises: 0009_recon_four_eyes
+Revision ID: 0011_ledger_post_by_name
+Revises: 0010_orphan_attach_four_eyes
 
 ``ledger_post()`` (0002) wanted account ids, so each posting first looked its accounts up
 (a second round trip and a statement through SQLAlchemy whenever the process had not seen
@@ -24,8 +24,8 @@ SQLite keeps the Python path (``portal.services.ledger._post_python``).
 """
 from alembic import op
 
-revision = "0010_ledger_post_by_name"
-down_revision = "0009_recon_four_eyes"
+revision = "0011_ledger_post_by_name"
+down_revision = "0010_orphan_attach_four_eyes"
 branch_labels = None
 depends_on = None
 
