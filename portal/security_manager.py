@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app, g
+from flask import current_app, g, has_request_context, request
 from flask_appbuilder.api import safe
 from flask_appbuilder.security.api import SecurityApi as FabSecurityApi
 from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_appbuilder.security.sqla.models import assoc_permissionview_role
 from flask_appbuilder.security.utils import is_null_password
 from flask_appbuilder.security.views import AuthDBView as FabAuthDBView
 from flask_appbuilder.views import expose
@@ -68,9 +69,51 @@ class SecurityApi(FabSecurityApi):
         return response
 
 
+#: Where one request keeps the permissions it looked up (the WSGI environ: one per request, even when
+#: a test holds an app context, and so ``g``, across requests).
+PERMISSIONS_CACHE = "cashback.role_permissions"
+
+
+def _request_cache() -> dict | None:
+    return request.environ.setdefault(PERMISSIONS_CACHE, {}) if has_request_context() else None
+
+
 class CashbackSecurityManager(SecurityManager):
     authdbview = AuthDBView
     security_api = SecurityApi
+
+    # --- permission checks: one query per request, not one per menu entry --------------------------
+    # FAB asks the database once per ``has_access``: the navbar alone made 40-odd queries on every
+    # page.  The roles' (permission, view) pairs are read once per request instead.
+
+    def _role_permissions(self, role_ids) -> frozenset[tuple[str, str]]:
+        key = tuple(sorted(role_ids))
+        cache = _request_cache()
+        if cache is not None and key in cache:
+            return cache[key]
+        pv, role = self.permissionview_model, self.role_model
+        rows = (self.session.query(self.permission_model.name, self.viewmenu_model.name)
+                .select_from(pv).join(pv.permission).join(pv.view_menu)
+                .join(assoc_permissionview_role, assoc_permissionview_role.c.permission_view_id == pv.id)
+                .join(role, role.id == assoc_permissionview_role.c.role_id)
+                .filter(role.id.in_(key)).distinct().all())
+        pairs = frozenset((perm, view) for perm, view in rows)
+        if cache is not None:
+            cache[key] = pairs
+        return pairs
+
+    def exist_permission_on_roles(self, view_name, permission_name, role_ids) -> bool:
+        return (permission_name, view_name) in self._role_permissions(role_ids)
+
+    def is_item_public(self, permission_name, view_name) -> bool:
+        cache = _request_cache()
+        public = cache.get("public") if cache is not None else None
+        if public is None:
+            role = self.get_public_role()
+            public = self._role_permissions([role.id]) if role is not None else frozenset()
+            if cache is not None:
+                cache["public"] = public
+        return (permission_name, view_name) in public
 
     def auth_user_db(self, username, password):
         g.pop("partner_login_error", None)
