@@ -3,10 +3,11 @@
 Databases (PostgreSQL on the server of ``DATABASE_URL``, default
 ``postgresql://postgres@127.0.0.1:5432/test``):
 
-* ``pg_template`` — one database per test session, migrated with Alembic and with the roles
-  synced, never used directly: every PostgreSQL database of the run is cloned from it with
-  ``CREATE DATABASE … TEMPLATE`` (a fraction of a second instead of Alembic plus FAB's
-  permission sync, which take several seconds per app on a loaded machine).
+* ``pg_template`` — a database migrated with Alembic and with the roles synced, made once for
+  the code at hand and kept on the server between sessions, never used directly: every
+  PostgreSQL database of the run is cloned from it with ``CREATE DATABASE … TEMPLATE`` (a
+  fraction of a second instead of Alembic plus FAB's permission sync, which take several
+  seconds per app on a loaded machine).
 * ``pg_url`` — the run's shared database (a clone), dropped at the end.
 * ``pg_database()`` — a further clone for a test that needs a database of its own.
 * ``sqlite_url`` — a fresh SQLite file copied from a migrated one made once per session.
@@ -122,22 +123,74 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+#: A template unused for this long is dropped by the next session that makes or uses one.
+TEMPLATE_KEEP_SECONDS = 6 * 3600
+
+
+def template_key() -> str:
+    """What a migrated template depends on: the code of the migrations, models, views (the
+    permissions the roles sync creates) and providers, the versions of the libraries that turn
+    them into tables and permissions, and the test settings."""
+    import hashlib
+    import importlib.metadata
+
+    repo = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256(repr(sorted(TEST_SETTINGS.items())).encode())
+    digest.update(os.environ.get("CASHBACK_PLUGINS", "").encode())
+    for folder in ("migrations", "portal", "plugins", "payment_providers"):
+        for path in sorted((repo / folder).rglob("*.py")):
+            digest.update(str(path.relative_to(repo)).encode() + b"\0" + path.read_bytes())
+    digest.update((repo / "config.py").read_bytes())
+    for dist in ("Flask-AppBuilder", "Flask-SQLAlchemy", "SQLAlchemy", "alembic"):
+        digest.update(f"{dist}={importlib.metadata.version(dist)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _drop_template(conn, name: str) -> None:
+    conn.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE false ALLOW_CONNECTIONS true')
+    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def pg_template():
-    """The name of a database migrated with Alembic and with the roles synced, once per session.
+    """The name of a database migrated with Alembic and with the roles synced.
 
-    Nothing connects to it after set-up (a template must have no connections to be cloned)."""
+    Made once for a given code (:func:`template_key`) and kept on the server between sessions:
+    the next run, or the next file of ``scripts/test-each-file.sh``, clones it at once.  It takes
+    no connections (``ALLOW_CONNECTIONS false``: a template must have none to be cloned);
+    templates of other code unused for ``TEMPLATE_KEEP_SECONDS`` are dropped.  Concurrent
+    sessions (several checkouts on one server) serialize its making on an advisory lock."""
     from portal.extensions import db
 
-    name = create_database(prefix="cashback_tpl")
-    try:
-        app = _migrated_app(_database_url(name))
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        yield name
-    finally:
-        drop_database(name)
+    key = template_key()
+    name = f"cashback_tpl_{key}"
+    now = int(time.time())
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (int(key[:15], 16),))
+        try:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                building = create_database(prefix="cashback_tplnew")
+                try:
+                    app = _migrated_app(_database_url(building))
+                    with app.app_context():
+                        db.session.remove()
+                        db.engine.dispose()
+                    conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
+                    conn.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+                except BaseException:
+                    drop_database(building)
+                    raise
+            conn.execute(f"COMMENT ON DATABASE \"{name}\" IS 'cashback test template, used {now}'")
+            stale = conn.execute(
+                "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+                "WHERE datname LIKE 'cashback\\_tpl\\_%%' AND datname <> %s", (name,)).fetchall()
+            for other, comment in stale:
+                used = int(comment.rsplit(" ", 1)[-1]) if comment and comment.rsplit(" ", 1)[-1].isdigit() else 0
+                if now - used > TEMPLATE_KEEP_SECONDS:
+                    _drop_template(conn, other)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (int(key[:15], 16),))
+    return name
 
 
 @pytest.fixture(scope="session")
