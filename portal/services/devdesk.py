@@ -25,6 +25,7 @@ and long digit runs (wallets, phone numbers) masked, except the account the deve
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib.metadata
 import logging
 import re
@@ -111,10 +112,12 @@ class PluginInfo:
     reason: str | None = None
 
 
+@functools.lru_cache(maxsize=None)
 def origin(cls: type) -> tuple[str, str, str]:
     """``(plugin name, distribution, version)`` of a provider class: the entry point of the
     ``cashback.payment_providers`` group whose module holds it, else the nearest
-    ``__version__`` of its module or packages, else ``built-in``."""
+    ``__version__`` of its module or packages, else ``built-in``.  Once per class and process:
+    reading the entry points scans every installed distribution (~35 ms, on each desk page before)."""
     module = cls.__module__
     for ep in importlib.metadata.entry_points(group=ENTRYPOINT_GROUP):
         if module == ep.module or module.startswith(ep.module + "."):
