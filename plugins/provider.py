@@ -411,6 +411,19 @@ class PayoutProvider(abc.ABC):
         #: Where numeric handles and counters are kept (the core binds a database store).
         self.handles: HandleStore = MemoryHandleStore()
 
+    def production_problems(self) -> list[str]:
+        """Why this configured instance must never run under ``CASHBACK_ENV=production`` (the
+        portal refuses to start): the sandbox stand-in signer (``signer: "test"``) or a credential
+        equal to one the class ships for its local sandbox.  Subclasses with more sandbox secrets
+        extend the list."""
+        problems = []
+        if self.settings.get("signer") == "test":
+            problems.append("signer 'test' is the sandbox's stand-in")
+        shipped = dict((self.default_settings.get("credentials") or {}))
+        problems += [f"credential {name!r} is the sandbox's" for name, value in self.credentials.items()
+                     if name in shipped and value == shipped[name]]
+        return problems
+
     def bind_handles(self, store: HandleStore) -> None:
         """Use ``store`` for numeric handles and counters (the core calls this at start-up)."""
         self.handles = store

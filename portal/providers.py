@@ -3,8 +3,9 @@
 Settings come from the environment only (``CASHBACK_PROVIDER_SETTINGS``, a JSON object
 ``{"code": {"base_url": …, "credentials": {…}, …}}``), never from the database, so
 credentials stay out of dumps and logs.  In production a provider without its own credentials
-there is not offered (its shipped defaults are its local sandbox's), and a development-only one (the
-Test Bank) is never offered there.  A broken plugin stops start-up with a
+there is not offered (its shipped defaults are its local sandbox's), a development-only one (the
+Test Bank) is never offered there, and one configured with a sandbox signer or secret
+(``PayoutProvider.production_problems``) stops start-up.  A broken plugin stops start-up with a
 ``PluginStartupError`` naming it.
 """
 from __future__ import annotations
@@ -36,6 +37,15 @@ def init_app(app: Flask) -> None:
         for code in [code for code, instance in built.items() if instance.development_only]:
             log.info("payout provider %s is for development only: not offered in production", code)
             del built[code]
+        # Configured, but on the sandbox's signer or secrets: anyone could sign its notifications
+        # (a forged reversal pays a payout twice).  Fail closed: refuse to start.
+        problems = [f"{code}: {problem}" for code, instance in built.items()
+                    for problem in instance.production_problems()]
+        if problems:
+            from config import ConfigError
+
+            raise ConfigError("payout providers on sandbox signers or secrets in production: "
+                              + "; ".join(problems))
     store = DbHandleStore()
     for instance in built.values():
         instance.bind_handles(store)  # numeric handles and counters live in the database

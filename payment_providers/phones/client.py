@@ -350,6 +350,10 @@ class PhoneClient:
             raise PayoutProviderError(ErrorCode.PROVIDER_UNAVAILABLE, "garbled balance") from exc
 
 
+#: The local sandbox's public secrets (``sandbox.py``): never accepted in production.
+SANDBOX_SECRETS = frozenset({"sandbox-signing-secret", "sandbox-deposit-secret"})
+
+
 def settings_signer(settings: Mapping[str, Any]) -> Signer:
     """The :class:`Signer` named by the ``signer`` setting: ``"test"`` or ``"module:factory"``."""
     spec = settings.get("signer", "test")

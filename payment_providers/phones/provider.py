@@ -21,6 +21,7 @@ from plugins import (
 
 from .client import (
     REVERSAL_CODES,
+    SANDBOX_SECRETS,
     PhoneClient,
     ProtocolError,
     parse_xml,
@@ -70,6 +71,15 @@ class PhoneProvider(PayoutProvider):
     supports_balance: ClassVar[bool] = True
     #: The sandbox's own agent id for this operator (see ``sandbox.DEFAULT_AGENTS``).
     default_agent_id: ClassVar[str] = "250000"
+
+    def production_problems(self) -> list[str]:
+        """The base checks, plus the sandbox's signing secrets wherever they appear: with the
+        ``test`` signer an answer without ``server_secret`` would be checked against the public
+        ``sandbox-deposit-secret``, so anyone could sign a reversal notification."""
+        problems = super().production_problems()
+        problems += [f"credential {name!r} is a sandbox secret" for name, value in self.credentials.items()
+                     if value in SANDBOX_SECRETS]
+        return problems
 
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         defaults: dict[str, Any] = {

@@ -70,7 +70,8 @@ def submit_payout(payout_id: int) -> str:
         return "skipped"
     request, attempt_id, number = payouts.payout_request(payout, attempt), attempt.id, attempt.number
     session.commit()  # the key is durable before the provider hears of it
-    log.info("Payout %s: attempt %s submitting with key %s", payout_id, number, request.idempotency_key)
+    log.info("Payout %s: attempt %s submitting with key %s", payout_id, number,
+             observability.key_hint(request.idempotency_key))
     result = _call(provider.submit, request, request.idempotency_key)
     now = utcnow()
     payout = payouts.apply_result(session, attempt_id, result, config=config, now=now)
@@ -101,7 +102,7 @@ def check_attempt(attempt_id: int, after_callback: bool = False) -> str:
     result = _call(provider.status, attempt.idempotency_key, request)
     if result.status is PayoutStatus.UNKNOWN and result.error is ErrorCode.NOT_FOUND and attempt.status != "succeeded":
         log.info("Payout %s: provider has no record of %s: sending it under the same key",
-                 payout.id, attempt.idempotency_key)
+                 payout.id, observability.key_hint(attempt.idempotency_key))
         result = _call(provider.submit, request, attempt.idempotency_key)
     now = utcnow()
     payout = payouts.apply_result(session, attempt.id, result, config=config, now=now)

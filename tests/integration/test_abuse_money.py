@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
+import logging
 from decimal import Decimal
 
 import pytest
@@ -21,7 +23,8 @@ import sqlalchemy as sa
 import config
 from portal.app import create_app
 from portal.extensions import db
-from portal.models import Customer, Order, Payout, PayoutApproval, ReconLine
+from portal.models import Customer, Order, Payout, PayoutApproval, PayoutAttempt, ReconLine
+from portal.observability import Redactor
 from portal.services import clicks, fx, ledger, orders
 from portal.services.audit import Actor
 from tests.conftest import login
@@ -220,3 +223,61 @@ def test_explicit_development_on_loopback_still_runs_the_demo(bare_env, host):
     bare_env.setenv("CASHBACK_HOST", host)
     app = create_app({"SQLALCHEMY_DATABASE_URI": "sqlite://"})
     assert app.config["CASHBACK_ENV"] == "development" and app.config["BIND_HOST"] == host
+
+
+# --- 4. phone providers in production ---------------------------------------------------------------
+
+@pytest.fixture
+def production_env(bare_env, tmp_path):
+    for name, value in (("CASHBACK_ENV", "production"), ("SECRET_KEY", "a-long-random-production-key"),
+                        ("CASHBACK_POSTBACK_SECRETS", "epn:a-real-network-key"),
+                        ("CASHBACK_PUBLIC_URL", "https://cashback.example"),
+                        ("DATABASE_URL", f"sqlite:///{tmp_path / 'prod.db'}"), ("CASHBACK_INSTANCE_DIR", str(tmp_path))):
+        bare_env.setenv(name, value)
+    return bare_env
+
+
+REAL_MTS = {"certificate_name": "/business/cashback", "signing_secret": "from-the-secret-store"}
+
+
+@pytest.mark.parametrize("mts", [
+    # the signer defaults to "test": answers would be checked against the public sandbox-deposit-secret
+    {"base_url": "https://mts.example", "credentials": REAL_MTS},
+    {"base_url": "https://mts.example", "signer": "test",
+     "credentials": {**REAL_MTS, "server_secret": "also-from-the-store"}},
+    {"base_url": "https://mts.example", "signer": "test",
+     "credentials": {**REAL_MTS, "server_secret": "sandbox-deposit-secret"}},
+])
+def test_production_refuses_a_phone_provider_on_the_sandbox_signer_or_secret(production_env, mts):
+    """Attack: MTS configured with real certificate names but the sandbox signer: anyone signs an
+    errorDepositionNotification with the public secret, a paid payout turns ``reversed`` and is
+    paid again.  Now production does not start."""
+    production_env.setenv("CASHBACK_PROVIDER_SETTINGS", json.dumps({"mts": mts}))
+    with pytest.raises(config.ConfigError, match="mts: signer 'test'"):
+        create_app()
+
+
+def test_production_refuses_any_provider_on_a_shipped_sandbox_secret(production_env):
+    production_env.setenv("CASHBACK_PROVIDER_SETTINGS", json.dumps(
+        {"yoomoney": {"credentials": {"shop_id": "real-shop", "secret_key": "test_sandbox-secret"}}}))
+    with pytest.raises(config.ConfigError, match="yoomoney: credential 'secret_key'"):
+        create_app()
+    production_env.setenv("CASHBACK_PROVIDER_SETTINGS", json.dumps(
+        {"yoomoney": {"credentials": {"shop_id": "real-shop", "secret_key": "live_from-the-store"}}}))
+    assert "yoomoney" in create_app().extensions["payout_providers"]
+
+
+def test_attempt_keys_never_reach_the_logs_in_full(app, victim, caplog):
+    """The random part of an attempt key is what a forged notification would have to guess."""
+    from portal.tasks import payouts as jobs
+
+    customer = app.test_client()
+    made = customer.post("/api/v1/me/withdrawals", json={"details_id": victim.details_id, "amount_usd": "1.00"},
+                         headers={**token(customer, victim.email), "Idempotency-Key": "small"})
+    assert made.status_code == 201, made.get_json()
+    with app.app_context(), caplog.at_level(logging.INFO, logger="portal.tasks.payouts"):
+        jobs.submit_payout(made.get_json()["id"])
+        key = db.session.execute(sa.select(PayoutAttempt.idempotency_key)).scalar_one()
+    assert caplog.records and key[:-12] in caplog.text
+    assert key not in caplog.text
+    assert key not in Redactor()(f"provider said: no such clientOrderId {key}")
