@@ -33,7 +33,12 @@ Environment variables (the names are the contract; keep README.md in step):
 ``CASHBACK_LOG_FORMAT`` / ``CASHBACK_LOG_LEVEL``
     ``json`` or ``text`` log lines (empty: json in production); level ``INFO``.
 ``CASHBACK_METRICS_TOKEN``
-    Bearer token of ``/metrics``; empty: loopback clients only.
+    Bearer token of ``/metrics``; empty: loopback clients only, and nobody in production.
+``CASHBACK_JWT_REFRESH_DAYS``
+    Lifetime of the API's refresh tokens (7); a customer's password change or partner link
+    revokes every token minted before it.
+``CASHBACK_POSTBACK_REJECTION_SAMPLE``
+    Unauthenticated refused postbacks stored per minute and process (60).
 ``CASHBACK_PARTNER_DIRECTORY_URL`` / ``CASHBACK_PARTNER_DIRECTORY_TOKEN``
     The CPA platform's partner directory (partner login, ``docs/partner-directory.md``) and its
     service token; empty URL (default): partner login off.
@@ -51,6 +56,7 @@ Environment variables (the names are the contract; keep README.md in step):
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from decimal import Decimal
@@ -150,6 +156,11 @@ def load() -> dict:
         "POSTBACK_WINDOW_SECONDS": _env_int("CASHBACK_POSTBACK_WINDOW_SECONDS", 300),
         #: Largest postback body accepted, bytes.
         "POSTBACK_MAX_BYTES": _env_int("CASHBACK_POSTBACK_MAX_BYTES", 16384),
+        #: Refused postbacks of unauthenticated senders (unknown network, bad signature) stored per
+        #: minute and process: a sample for Developers, not a disk-filling log.
+        #: Empty: 60, but no limit under CASHBACK_ENV=testing (tests look at every refusal); 0: no limit.
+        "POSTBACK_REJECTION_SAMPLE": (_env_int("CASHBACK_POSTBACK_REJECTION_SAMPLE", 60)
+                                      if os.environ.get("CASHBACK_POSTBACK_REJECTION_SAMPLE") else None),
         #: The network code clicks are tracked with.
         "DEFAULT_NETWORK": _env("CASHBACK_DEFAULT_NETWORK", "epn"),
         #: Affiliate redirect; {sub_id} and {url} (URL-encoded product link) are filled in.
@@ -271,6 +282,10 @@ def load() -> dict:
         "LINKS_RATE_LIMIT": _env("CASHBACK_LINKS_RATE_LIMIT", "120 per minute"),
         #: Network postbacks per client IP (bursts are normal; this stops floods only).
         "POSTBACK_RATE_LIMIT": _env("CASHBACK_POSTBACK_RATE_LIMIT", "1000 per second"),
+        # --- JWT (the extension's and the app's logins) ---------------------------------
+        #: Lifetime of a refresh token (flask-jwt-extended's default is 30 days), days; tokens
+        #: minted before a customer's last password change or partner link are refused anyway.
+        "JWT_REFRESH_TOKEN_EXPIRES": dt.timedelta(days=_env_int("CASHBACK_JWT_REFRESH_DAYS", 7)),
         # --- Flask-AppBuilder --------------------------------------------------------
         #: The brand: the navbar, the page titles, the landing page and the mail (subject, signature, sender).
         "APP_NAME": _env("CASHBACK_APP_NAME", "Cashback"),

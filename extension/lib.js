@@ -52,7 +52,8 @@ export function productFromUrl(url) {
 /** The portal's origin without a trailing slash. */
 export async function apiBase() {
   const { apiBase } = await chrome.storage.local.get("apiBase");
-  return (apiBase || DEFAULT_API_BASE).replace(/\/+$/, "");
+  // a stored plain-http portal (saved before https was required) falls back to the default
+  return normaliseBase(apiBase || DEFAULT_API_BASE) || DEFAULT_API_BASE;
 }
 
 /** The host whose requests an ad blocker must not drop, or the purchase is not tracked. */
@@ -61,7 +62,13 @@ export async function trackingHost() {
   return trackingHost || DEFAULT_TRACKING_HOST;
 }
 
-/** A checked base URL (http/https, no path beyond "/") or null. */
+/** True for a host only this computer reaches: 127.0.0.0/8, [::1], localhost. */
+export function isLoopback(hostname) {
+  return hostname === "localhost" || hostname === "[::1]" || /^127(\.\d{1,3}){3}$/.test(hostname);
+}
+
+/** A checked base URL or null: https (the login's password and tokens travel to it), plain
+ * http only on loopback (the demo); no user-info, no path beyond "/". */
 export function normaliseBase(text) {
   let parsed;
   try {
@@ -69,7 +76,8 @@ export function normaliseBase(text) {
   } catch (error) {
     return null;
   }
-  if (!["http:", "https:"].includes(parsed.protocol)) return null;
+  if (parsed.username || parsed.password) return null;
+  if (parsed.protocol !== "https:" && !(parsed.protocol === "http:" && isLoopback(parsed.hostname))) return null;
   return parsed.origin + parsed.pathname.replace(/\/+$/, "");
 }
 

@@ -10,7 +10,13 @@
 * ``GET /metrics`` — Prometheus text format.  With ``CASHBACK_METRICS_TOKEN`` set it wants
   ``Authorization: Bearer <token>`` from anywhere; empty (the default) it answers only
   requests from the loopback address (a scraper on the same host, or behind a proxy that
-  does not forward ``/metrics``) and 403 to anyone else.
+  does not forward ``/metrics``) and 403 to anyone else — except under
+  ``CASHBACK_ENV=production``, where a same-host proxy makes every visitor "loopback": there
+  it always wants the token (no token set: 403 to everyone, and a warning at start).
+* a warning (once per process) when ``CASHBACK_TRUSTED_PROXIES`` looks wrong: 0 while loopback
+  requests carry ``X-Forwarded-For`` (a proxy on this host: every client shares its IP for
+  throttling and looks local), or set while requests arrive without it (clients could choose
+  their IP).
 * a request id per request (``X-Request-ID`` from the client when it is a sane token, else a
   new one), returned in the ``X-Request-ID`` header and put on every log record;
 * logging: JSON lines (``ts``, ``level``, ``logger``, ``message``, ``request_id`` and any
@@ -264,7 +270,29 @@ def _metrics_allowed() -> tuple[bool, int]:
         given = request.headers.get("Authorization", "")
         ok = given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), token.encode())
         return ok, 401
+    if current_app.config.get("CASHBACK_ENV") == "production":
+        return False, 403  # behind a same-host proxy every visitor is "loopback": a token or nothing
     return request.remote_addr in ("127.0.0.1", "::1"), 403
+
+
+#: Whether this process already warned about the proxy setting (once is enough).
+_PROXY_WARNED: set[str] = set()
+
+
+def _check_proxy_setting() -> None:
+    """Warn once when ``CASHBACK_TRUSTED_PROXIES`` does not match the requests that arrive."""
+    if len(_PROXY_WARNED) == 2:
+        return
+    forwarded = "X-Forwarded-For" in request.headers
+    proxies = int(current_app.config.get("TRUSTED_PROXIES") or 0)
+    if not proxies and forwarded and request.remote_addr in ("127.0.0.1", "::1") and "none" not in _PROXY_WARNED:
+        _PROXY_WARNED.add("none")
+        log.warning("requests from loopback carry X-Forwarded-For but CASHBACK_TRUSTED_PROXIES=0: a proxy on this "
+                    "host makes every client share its IP (throttling) and look local; set CASHBACK_TRUSTED_PROXIES")
+    elif proxies and not forwarded and "set" not in _PROXY_WARNED:
+        _PROXY_WARNED.add("set")
+        log.warning("CASHBACK_TRUSTED_PROXIES=%s but a request came without X-Forwarded-For: if clients reach the "
+                    "app directly they choose their own IP; set it to the number of proxies in front", proxies)
 
 
 @blueprint.get("/metrics")
@@ -493,10 +521,13 @@ def configure_logging(app: Flask) -> None:
 def init_request_ids(app: Flask) -> None:
     """A request id for each request of ``app``, returned in ``X-Request-ID``."""
     app.before_request(_start_request)
+    app.before_request(_check_proxy_setting)
     app.after_request(_tag_response)
 
 
 def init_app(app: Flask) -> None:
     configure_logging(app)
+    if app.config.get("CASHBACK_ENV") == "production" and not app.config.get("METRICS_TOKEN"):
+        log.warning("CASHBACK_METRICS_TOKEN is empty: /metrics refuses every scrape in production")
     init_request_ids(app)
     app.register_blueprint(blueprint)

@@ -24,7 +24,9 @@ error shape (``portal.errors.error_body``).
 from __future__ import annotations
 
 import logging
+import time
 
+import sqlalchemy as sa
 from flask import current_app, g, has_request_context, request
 from flask_appbuilder.api import safe
 from flask_appbuilder.security.api import SecurityApi as FabSecurityApi
@@ -78,6 +80,26 @@ def _request_cache() -> dict | None:
     return request.environ.setdefault(PERMISSIONS_CACHE, {}) if has_request_context() else None
 
 
+def minted_claims(_identity) -> dict:
+    """When the token was minted, in milliseconds (``iat`` has whole seconds only)."""
+    return {"minted_ms": time.time_ns() // 1_000_000}
+
+
+def token_revoked(_jwt_header: dict, jwt_payload: dict) -> bool:
+    """A JWT minted before its customer's last password change or partner link is refused
+    (``Customer.tokens_valid_after`` against the token's ``minted_ms``)."""
+    from portal.models import Customer
+
+    try:
+        user_id = int(jwt_payload.get("sub"))
+        minted_ms = int(jwt_payload.get("minted_ms") or int(jwt_payload.get("iat") or 0) * 1000)
+    except (TypeError, ValueError):
+        return True
+    valid_after = db.session.execute(sa.select(Customer.tokens_valid_after)
+                                     .where(Customer.user_id == user_id)).scalar_one_or_none()
+    return valid_after is not None and minted_ms < valid_after.timestamp() * 1000
+
+
 class CashbackSecurityManager(SecurityManager):
     authdbview = AuthDBView
     security_api = SecurityApi
@@ -114,6 +136,12 @@ class CashbackSecurityManager(SecurityManager):
             if cache is not None:
                 cache["public"] = public
         return (permission_name, view_name) in public
+
+    def create_jwt_manager(self, app):
+        manager = super().create_jwt_manager(app)
+        manager.additional_claims_loader(minted_claims)
+        manager.token_in_blocklist_loader(token_revoked)
+        return manager
 
     def auth_user_db(self, username, password):
         g.pop("partner_login_error", None)

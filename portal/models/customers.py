@@ -44,6 +44,9 @@ class Customer(Model):
     partner_linked = sa.Column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
     #: Where the partner's statistics and withdrawals are (from the directory).
     partner_cabinet_url = sa.Column(sa.String(300), nullable=True)
+    #: JWTs (access and refresh) issued before this moment are refused: set by a password reset
+    #: or change and by linking the account to a partner (``CashbackSecurityManager``).
+    tokens_valid_after = sa.Column(UtcDateTime, nullable=True)
 
     user = relationship(User)
     referred_by = relationship("Customer", remote_side=[id], foreign_keys=[referred_by_id])

@@ -265,6 +265,7 @@ def reset_password(session: Session, config: Mapping, token: str, password: str)
         raise BadToken()  # another request used it meanwhile
     user.password = _hash(config, password)
     user.fail_login_count = 0
+    customer.tokens_valid_after = utcnow()  # tokens minted with the old password die with it
     if customer.awaiting_email_confirmation:
         # the reset link reached the mailbox: that confirms the address as well
         customer.email_confirmed_at = utcnow()
@@ -299,6 +300,7 @@ def change_password(session: Session, config: Mapping, customer: Customer, curre
     if errors:
         raise Invalid(errors[0]["message"], code="invalid_password", errors=errors)
     user.password = _hash(config, new)
+    customer.tokens_valid_after = utcnow()
     audit.record(session, Actor(label=f"customer:{customer.email}", user_id=customer.user_id),
                  "customer.password_changed", "customer", customer.id)
 

@@ -48,6 +48,7 @@ from werkzeug.security import generate_password_hash
 from portal.errors import Conflict, DomainError
 from portal.i18n import _l
 from portal.models import Customer
+from portal.models.types import utcnow
 from portal.services import audit, customers
 from portal.services.audit import Actor
 
@@ -244,6 +245,7 @@ def login_partner(session: Session, sm, info: PartnerInfo) -> Customer:
             if not customer.partner_linked else ("customer.partner_updated", _partner_fields(customer))
     if not customer.partner_linked:
         customer.user.password = _unusable_password()  # from now on only the directory opens it
+        customer.tokens_valid_after = utcnow()  # and the tokens of the old password stop working
     customer.partner_linked = True
     customer.partner_id = info.partner_id
     customer.partner_cabinet_url = info.cabinet_url

@@ -5,11 +5,16 @@ timestamp; 400 for a body that is not a valid event; 409 for an event id replaye
 other data; 413 for an oversized body; 422 when an RUB event's day has no exchange rate
 yet (the network retries later).  Every refusal is recorded in ``postback_rejection``
 (nothing else changes) for Developers; every accepted event is stored in
-``network_event``, replays included as a no-op answer.
+``network_event``, replays included as a no-op answer.  Refusals before the sender proved who
+it is (401: unknown network, bad signature, stale timestamp; 413) cost an attacker nothing at
+the per-IP limit, so only a bounded sample of them is stored: ``POSTBACK_REJECTION_SAMPLE``
+rows a minute per process (60; no limit under testing unless set), with a 256-character
+excerpt (the metric counts every one).
 """
 from __future__ import annotations
 
 import json
+import threading
 import time
 from decimal import Decimal
 from typing import Mapping
@@ -34,6 +39,43 @@ def _reject(status: int, code: str, message, errors=None) -> PostbackRejected:
     err = PostbackRejected(message, code=code, errors=errors)
     err.status = status
     return err
+
+
+#: Statuses of refusals before the sender authenticated (anyone can send them).
+UNAUTHENTICATED = frozenset({401, 413})
+#: Unauthenticated refusals stored per minute and process unless POSTBACK_REJECTION_SAMPLE says.
+DEFAULT_SAMPLE = 60
+#: Body characters kept of a sampled unauthenticated refusal (an authenticated one keeps 2,000).
+UNAUTHENTICATED_EXCERPT = 256
+
+
+class _Sample:
+    """At most ``limit`` unauthenticated refusals stored per minute by this process."""
+
+    def __init__(self) -> None:
+        self._lock, self._minute, self._stored = threading.Lock(), -1, 0
+
+    def take(self, limit: int, now: int) -> bool:
+        if limit <= 0:
+            return True
+        with self._lock:
+            if now // 60 != self._minute:
+                self._minute, self._stored = now // 60, 0
+            if self._stored >= limit:
+                return False
+            self._stored += 1
+            return True
+
+
+SAMPLE = _Sample()
+
+
+def _sample_limit(config: Mapping) -> int:
+    """Unauthenticated refusals stored a minute; 0 (no limit) by default under testing."""
+    limit = config.get("POSTBACK_REJECTION_SAMPLE")
+    if limit is None:
+        return 0 if config.get("CASHBACK_ENV") == "testing" else DEFAULT_SAMPLE
+    return int(limit)
 
 
 def _check(session: Session, body: bytes, headers: Mapping[str, str], config: Mapping,
@@ -75,11 +117,15 @@ def process_postback(session: Session, *, body: bytes, headers: Mapping[str, str
         if not isinstance(err, PostbackRejected):
             status = 409 if isinstance(err, orders.EventConflict) else 422
             err = _reject(status, err.code, err.message)
-        session.add(PostbackRejection(
-            network=(network_code(headers) or "").replace("\x00", "")[:30] or None, reason=err.code[:40],
-            message=str(err.message)[:400], http_status=err.status, ip_hash=hash_ip(remote_ip, config["SECRET_KEY"]),
-            body_excerpt=body[:2000].decode("utf-8", "replace").replace("\x00", "\ufffd")))
-        session.commit()
+        anonymous = err.status in UNAUTHENTICATED
+        if not anonymous or SAMPLE.take(_sample_limit(config), now):
+            session.add(PostbackRejection(
+                network=(network_code(headers) or "").replace("\x00", "")[:30] or None, reason=err.code[:40],
+                message=str(err.message)[:400], http_status=err.status,
+                ip_hash=hash_ip(remote_ip, config["SECRET_KEY"]),
+                body_excerpt=body[:UNAUTHENTICATED_EXCERPT if anonymous else 2000]
+                .decode("utf-8", "replace").replace("\x00", "\ufffd")))
+            session.commit()
         observability.POSTBACK_REJECTIONS.labels(reason=err.code[:40]).inc()
         raise err
     except Exception:

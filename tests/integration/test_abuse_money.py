@@ -281,3 +281,106 @@ def test_attempt_keys_never_reach_the_logs_in_full(app, victim, caplog):
     assert caplog.records and key[:-12] in caplog.text
     assert key not in caplog.text
     assert key not in Redactor()(f"provider said: no such clientOrderId {key}")
+
+
+# --- 5. refused postbacks, refresh tokens, /metrics, the extension ------------------------------------
+
+def test_unauthenticated_postback_refusals_are_sampled_not_all_stored(app, client, clean_db, monkeypatch):
+    """Attack: unknown-network/bad-signature postbacks at the 1,000/s per-IP limit each stored a
+    2 KB excerpt (a disk-filling vector).  Now only a bounded sample, with a short excerpt."""
+    from portal import observability
+    from portal.models import PostbackRejection
+    from portal.services import postbacks
+
+    monkeypatch.setitem(app.config, "POSTBACK_REJECTION_SAMPLE", 5)
+    monkeypatch.setattr(postbacks, "SAMPLE", postbacks._Sample())
+    counted = observability.POSTBACK_REJECTIONS.labels(reason="unknown_network")._value.get()
+    body = b'{"event_id": "' + b"x" * 10_000 + b'"}'
+    for n in range(40):
+        response = client.post("/api/v1/network/postback", data=body, content_type="application/json",
+                               headers={"X-Cashback-Network": f"nobody-{n}"})
+        assert response.status_code == 401
+    with app.app_context():
+        excerpts = db.session.execute(sa.select(PostbackRejection.body_excerpt)).scalars().all()
+    assert 1 <= len(excerpts) <= 5
+    assert all(len(e) <= postbacks.UNAUTHENTICATED_EXCERPT for e in excerpts)
+    assert observability.POSTBACK_REJECTIONS.labels(reason="unknown_network")._value.get() - counted == 40
+
+
+def _jwt_login(client, username: str) -> dict:
+    from tests.integration.test_payout_api import PASSWORD
+
+    response = client.post("/api/v1/security/login",
+                           json={"username": username, "password": PASSWORD, "provider": "db", "refresh": True})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def test_tokens_minted_before_a_password_change_are_refused(app, victim):
+    """Attack: a stolen refresh token lived 30 days and survived the victim's password reset.
+    Now it has a shorter lifetime and dies with the password."""
+    import jwt as pyjwt
+
+    from portal.services import accounts
+    from tests.integration.test_payout_api import PASSWORD
+
+    api = app.test_client()
+    stolen = _jwt_login(api, victim.email)
+    claims = pyjwt.decode(stolen["refresh_token"], options={"verify_signature": False})
+    assert dt.timedelta(seconds=claims["exp"] - claims["iat"]) == app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+    assert app.config["JWT_REFRESH_TOKEN_EXPIRES"] <= dt.timedelta(days=7)
+    assert api.get("/api/v1/me/balance", headers={"Authorization": f"Bearer {stolen['access_token']}"}
+                   ).status_code == 200
+    with app.app_context():
+        customer = db.session.get(Customer, victim.id)
+        customer.tokens_valid_after = None
+        accounts.change_password(db.session, app.config, customer, PASSWORD, PASSWORD + "-new")
+        db.session.commit()
+    refreshed = api.post("/api/v1/security/refresh", headers={"Authorization": f"Bearer {stolen['refresh_token']}"})
+    assert refreshed.status_code == 401
+    assert api.get("/api/v1/me/balance", headers={"Authorization": f"Bearer {stolen['access_token']}"}
+                   ).status_code == 401
+    fresh = api.post("/api/v1/security/login", json={"username": victim.email, "password": PASSWORD + "-new",
+                                                     "provider": "db", "refresh": True}).get_json()
+    assert api.post("/api/v1/security/refresh",
+                    headers={"Authorization": f"Bearer {fresh['refresh_token']}"}).status_code == 200
+
+
+def test_metrics_need_a_token_in_production_even_from_loopback(app, pg_url, testbank):
+    """Attack: behind a proxy on the same host every visitor is "loopback" and read /metrics."""
+    from tests.conftest import TEST_SETTINGS, provider_settings
+
+    prod = create_app({**TEST_SETTINGS, "CASHBACK_ENV": "production", "SQLALCHEMY_DATABASE_URI": pg_url,
+                       "PUBLIC_URL": "https://cashback.example", "POSTBACK_SECRETS": {"epn": "a-real-key"},
+                       "PAYOUT_PROVIDER_SETTINGS": provider_settings(testbank), "METRICS_TOKEN": ""})
+    assert prod.test_client().get("/metrics").status_code == 403  # the test client is 127.0.0.1
+    prod.config["METRICS_TOKEN"] = "scrape-token-456"
+    assert prod.test_client().get("/metrics", headers={"Authorization": "Bearer scrape-token-456"}).status_code == 200
+
+
+def test_a_proxy_on_this_host_without_trusted_proxies_is_warned_about(app, client, caplog):
+    from portal import observability
+
+    observability._PROXY_WARNED.clear()
+    with caplog.at_level(logging.WARNING, logger="portal.observability"):
+        client.get("/health", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert "CASHBACK_TRUSTED_PROXIES=0" in caplog.text
+
+
+def test_the_extension_accepts_only_https_portals_loopback_aside():
+    """Attack: the extension sent the customer's password and tokens to a plain-http portal."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("node is not installed")
+    lib = (Path(__file__).resolve().parents[2] / "extension" / "lib.js").as_uri()
+    cases = ["http://portal.example", "http://127.0.0.1.evil.example", "https://u:p@portal.example",
+             "https://portal.example/", "http://127.0.0.1:5000", "http://localhost:5000", "http://[::1]:5000"]
+    script = (f"import {{ normaliseBase }} from {json.dumps(lib)};"
+              f"console.log(JSON.stringify({json.dumps(cases)}.map(normaliseBase)));")
+    out = subprocess.run([node, "--input-type=module", "-e", script], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [None, None, None, "https://portal.example", "http://127.0.0.1:5000",
+                                      "http://localhost:5000", "http://[::1]:5000"]

@@ -212,12 +212,13 @@ def test_conflicting_replay_is_409_and_keeps_the_first(app, client, sub_id):
 
 
 def test_oversized_body_is_not_read_whole(app, client, sub_id):
-    """1 MB announced: refused with 413; the log keeps a 2,000-character excerpt."""
+    """1 MB announced: refused with 413 before the signature is checked; the log keeps the short
+    excerpt of unauthenticated refusals (``postbacks.UNAUTHENTICATED_EXCERPT``)."""
     raw, headers = signed(b"{" + b" " * 1_000_000 + b"}")
     assert_error(client.post(URL, data=raw, headers=headers), 413, "body_too_large")
     with app.app_context():
         rejection = db.session.execute(sa.select(PostbackRejection)).scalar_one()
-        assert rejection.network == "epn" and len(rejection.body_excerpt) == 2000
+        assert rejection.network == "epn" and len(rejection.body_excerpt) == 256
         assert rejection.ip_hash  # the client address, hashed
 
 
