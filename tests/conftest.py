@@ -130,7 +130,7 @@ TEMPLATE_KEEP_SECONDS = 6 * 3600
 def template_key() -> str:
     """What a migrated template depends on: the code of the migrations, models, views (the
     permissions the roles sync creates) and providers, the versions of the libraries that turn
-    them into tables and permissions, and the test settings."""
+    them into tables and permissions, the test settings and this file (how it is made)."""
     import hashlib
     import importlib.metadata
 
@@ -141,14 +141,40 @@ def template_key() -> str:
         for path in sorted((repo / folder).rglob("*.py")):
             digest.update(str(path.relative_to(repo)).encode() + b"\0" + path.read_bytes())
     digest.update((repo / "config.py").read_bytes())
+    digest.update(Path(__file__).read_bytes())  # how the template is made
     for dist in ("Flask-AppBuilder", "Flask-SQLAlchemy", "SQLAlchemy", "alembic"):
         digest.update(f"{dist}={importlib.metadata.version(dist)}".encode())
     return digest.hexdigest()[:16]
 
 
-def _drop_template(conn, name: str) -> None:
-    conn.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE false ALLOW_CONNECTIONS true')
-    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+#: Advisory lock held while stale templates are dropped (one session at a time does it).
+_PRUNE_LOCK = 0x7E57_7E57
+
+
+def _drop_stale_templates(conn, keep: str, now: int) -> None:
+    """Drop the templates of other code last used more than ``TEMPLATE_KEEP_SECONDS`` ago; a
+    template is stamped (``COMMENT``) before it gets its name, so one being made is never taken
+    for stale, and a drop another session already started is left to it."""
+    if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_PRUNE_LOCK,)).fetchone()[0]:
+        return
+    try:
+        rows = conn.execute(
+            "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+            "WHERE datname LIKE 'cashback\\_tpl\\_%%' AND datname <> %s", (keep,)).fetchall()
+        for name, comment in rows:
+            stamp = (comment or "").rsplit(" ", 1)[-1]
+            if not stamp.isdigit() or now - int(stamp) <= TEMPLATE_KEEP_SECONDS:
+                continue
+            try:
+                conn.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE false ALLOW_CONNECTIONS true')
+            except psycopg.Error:  # left invalid by an interrupted drop: DROP is all it takes
+                pass
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except psycopg.Error:  # in use or being dropped elsewhere: the next session tries again
+                pass
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_PRUNE_LOCK,))
 
 
 @pytest.fixture(scope="session")
@@ -175,22 +201,22 @@ def pg_template():
                     with app.app_context():
                         db.session.remove()
                         db.engine.dispose()
+                    _stamp(conn, building, now)
+                    conn.execute(f'ALTER DATABASE "{building}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
                     conn.execute(f'ALTER DATABASE "{building}" RENAME TO "{name}"')
-                    conn.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
                 except BaseException:
                     drop_database(building)
                     raise
-            conn.execute(f"COMMENT ON DATABASE \"{name}\" IS 'cashback test template, used {now}'")
-            stale = conn.execute(
-                "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
-                "WHERE datname LIKE 'cashback\\_tpl\\_%%' AND datname <> %s", (name,)).fetchall()
-            for other, comment in stale:
-                used = int(comment.rsplit(" ", 1)[-1]) if comment and comment.rsplit(" ", 1)[-1].isdigit() else 0
-                if now - used > TEMPLATE_KEEP_SECONDS:
-                    _drop_template(conn, other)
+            else:
+                _stamp(conn, name, now)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (int(key[:15], 16),))
+        _drop_stale_templates(conn, name, now)
     return name
+
+
+def _stamp(conn, name: str, now: int) -> None:
+    conn.execute(f"COMMENT ON DATABASE \"{name}\" IS 'cashback test template, used {now}'")
 
 
 @pytest.fixture(scope="session")
@@ -355,10 +381,10 @@ def app(pg_url, testbank):
     app = build_app(pg_url, PAYOUT_PROVIDER_SETTINGS=provider_settings(testbank), JOBS_MODE="collect",
                     PAYOUT_RETRY_SECONDS=[1], PAYOUT_CHECK_SECONDS=[1])
     yield app
-    _dispose(app)
+    dispose_app(app)
 
 
-def _dispose(app) -> None:
+def dispose_app(app) -> None:
     """Close the app's idle database connections (the session's databases are dropped at the end)."""
     from portal.extensions import db
 
@@ -465,7 +491,7 @@ def sqlite_app(_sqlite_template, tmp_path_factory):
         db.session.add_all([Customer(id=i, email=f"c{i}@test.local", name=f"Customer {i}") for i in range(1, 21)])
         db.session.commit()
     yield app
-    _dispose(app)
+    dispose_app(app)
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])

@@ -3,6 +3,7 @@ balances, postback rejections — on the embedded SQLite default and on PostgreS
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from decimal import Decimal
 
 import pytest
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.models import (AuditRecord, Claim, Payout, PayoutApproval, PostbackRejection, Posting, ProviderState)
 from portal.services import dashboard, demo, ledger
-from tests.conftest import build_app, login
+from tests.conftest import PREPARED, build_app, dispose_app, login
 
 #: (role's demo login, page, text of a seeded row the page must show)
 DESK_PAGES = [
@@ -33,18 +34,38 @@ REFUSED = {
 PASSWORDS = {username: password for username, _role, password in demo.STAFF}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def seeded(request):
-    """An app seeded once with the demo (SQLite file or the test PostgreSQL database)."""
-    if request.param == "sqlite":
-        app = build_app(request.getfixturevalue("sqlite_url"), JOBS_MODE="collect")
-    else:
-        app = request.getfixturevalue("app")
-        request.getfixturevalue("clean_db")
+def _seeded_app(url: str):
+    app = build_app(url, JOBS_MODE="collect")
     with app.app_context():
         demo.seed(db.session, app.appbuilder.sm)
         db.session.remove()
     return app
+
+
+@pytest.fixture(scope="module")
+def seeded_sqlite(_sqlite_template, tmp_path_factory):
+    """The demo seeded once for this module into a SQLite file (a copy of the migrated one)."""
+    path = tmp_path_factory.mktemp("demo") / "cashback.db"
+    shutil.copyfile(_sqlite_template, path)
+    PREPARED.add(f"sqlite:///{path}")
+    app = _seeded_app(f"sqlite:///{path}")
+    yield app
+    dispose_app(app)
+
+
+@pytest.fixture(scope="module")
+def seeded_postgresql(pg_database):
+    """The demo seeded once for this module into a PostgreSQL database of its own (a clone)."""
+    app = _seeded_app(pg_database())
+    yield app
+    dispose_app(app)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def seeded(request):
+    """An app on a database seeded with the demo (SQLite file or PostgreSQL), once per module:
+    the tests read it, and a second seed adds nothing."""
+    return request.getfixturevalue(f"seeded_{request.param}")
 
 
 def _counts() -> dict[str, int]:
@@ -129,12 +150,10 @@ def test_each_desk_shows_seeded_rows_to_its_role(seeded):
         client.get("/logout/")
 
 
-def test_low_balance_warning_when_configured(sqlite_url):
+def test_low_balance_warning_when_configured(seeded_sqlite):
     """With a ``low_balance`` setting MegaFon's seeded balance shows the warning on the providers page."""
-    app = build_app(sqlite_url, JOBS_MODE="collect",
+    app = build_app(seeded_sqlite.config["SQLALCHEMY_DATABASE_URI"], JOBS_MODE="collect",
                     PAYOUT_PROVIDER_SETTINGS={"megafon": {"low_balance": "20000"}})
-    with app.app_context():
-        demo.seed(db.session, app.appbuilder.sm)
     client = app.test_client()
     login(client, "finance", PASSWORDS["finance"])
     html = client.get("/payouts/providers/").get_data(as_text=True)
