@@ -53,6 +53,28 @@ def test_refused_posting_writes_nothing(ledger_session):
     assert ledger.verify(session).ok
 
 
+def test_refusal_after_an_earlier_leg_and_a_replay_that_would_be_refused_move_nothing(ledger_session):
+    """A leg refused after another leg of the posting was fine leaves both balances as they
+    were; replaying a posting that the balance could no longer pay returns the first one."""
+    session = ledger_session
+    fund(session, 6, "1.00")
+    hold = transfer(customer_account(6, "available"), customer_account(6, "on_hold"), D("1.00"))
+    first = ledger.post(session, kind="withdrawal.hold", reference="hold-6", actor=ACTOR, legs=hold)
+    session.commit()
+    again = ledger.post(session, kind="withdrawal.hold", reference="hold-6", actor=ACTOR, legs=hold)
+    assert (again.posting_id, again.created) == (first.posting_id, False)
+    before = posting_count(session)
+    with pytest.raises(InsufficientBalance) as info:  # available +2 is fine, on_hold -2 is not
+        ledger.post(session, kind="test.release", reference="release-6", actor=ACTOR,
+                    legs=transfer(customer_account(6, "on_hold"), customer_account(6, "available"), D("2.00")))
+    assert info.value.details["account"] == "customer:6:on_hold" and info.value.details["balance"] == "1.000000"
+    session.commit()
+    assert posting_count(session) == before
+    balances = ledger.customer_balances(session, 6)
+    assert (balances["available"], balances["on_hold"]) == (D("0"), D("1.00"))
+    assert ledger.verify(session).ok
+
+
 def test_same_reference_is_a_noop(ledger_session):
     """Posting twice with one reference returns the first posting and moves money once."""
     session = ledger_session
