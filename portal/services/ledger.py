@@ -302,7 +302,7 @@ def post(session: Session, *, kind: str, reference: str, legs: Sequence[Leg],
     """Record one balanced posting and update balances, in the caller's transaction.
 
     On PostgreSQL the steps, finding or opening the accounts included, run server-side in
-    one call of ``ledger_post_named()`` (migration 0011); elsewhere (SQLite) the same steps
+    one call of ``ledger_post_named()`` (migrations 0011, 0013); elsewhere (SQLite) the same steps
     run here.  Both are held to one test suite.
     """
     validate_legs(legs)
@@ -320,7 +320,7 @@ def post(session: Session, *, kind: str, reference: str, legs: Sequence[Leg],
     return PostResult(posting_id, created)
 
 
-#: One posting, server-side, in one round trip (migration 0011): the accounts go by name and
+#: One posting, server-side, in one round trip (migrations 0011, 0013): the accounts go by name and
 #: are found, or opened, by the function, so no account lookup precedes it.  Run on the
 #: session's own DBAPI connection (same transaction): SQLAlchemy's statement machinery cost
 #: as much client CPU as the rest of the posting on this hot path.  psycopg prepares the
