@@ -89,7 +89,7 @@ def test_developer_sees_the_provider_paused_by_sandbox_faults(page, portal_db, t
     testbank.reset()  # an empty sandbox ledger (earlier journeys paid through it)
     # the next `threshold` requests: 429, not processed (a retry is due only long after this test)
     answer = requests.post(f"{testbank.url}/__sandbox__/faults", json={"rate_limit": threshold, "retry_after": 300},
-                           timeout=5)
+                           timeout=30)
     assert answer.status_code == 200 and answer.json()["rate_limit"] == threshold
     try:
         payout_ids = []

@@ -153,13 +153,13 @@ def _pay(sandbox: QiwiSandbox, body: object, *, token: str | None = TOKEN, terms
     if "data" not in kwargs:
         kwargs["json"] = body
     return requests.post(f"{sandbox.url}/sinap/api/v2/terms/{terms}/payments", headers=headers,
-                         timeout=2, **kwargs)  # type: ignore[arg-type]
+                         timeout=30, **kwargs)  # type: ignore[arg-type]
 
 
 def _history(sandbox: QiwiSandbox, token: str = TOKEN, **params: str) -> requests.Response:
     params.setdefault("rows", "50")
     return requests.get(f"{sandbox.url}/payment-history/v2/persons/79990000000/payments",
-                        params=params, headers={"Authorization": f"Bearer {token}"}, timeout=2)
+                        params=params, headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
 def test_declared_disabled_by_default_with_reason() -> None:
@@ -216,7 +216,7 @@ def test_payment_info_and_history_shape(clean: QiwiSandbox) -> None:
         assert item["status"] == "SUCCESS" and item["errorCode"] == 0
         assert item["sum"] == {"amount": 100.0, "currency": 643}
         read = requests.get(f"{clean.url}/payment-history/v2/transactions/{item['txnId']}",
-                            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=2)
+                            headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
         assert read.status_code == 200 and read.json()["trmTxnId"] == "1001"
     finally:
         clean.ledger.settle_after = 0.05
@@ -293,9 +293,9 @@ def test_mobile_terms_want_ten_digits(clean: QiwiSandbox) -> None:
 def test_wrong_method_path_and_media_type(clean: QiwiSandbox) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert requests.get(f"{clean.url}/sinap/api/v2/terms/99/payments", headers=auth,
-                        timeout=2).status_code == 405
-    assert requests.get(f"{clean.url}/nothing", headers=auth, timeout=2).status_code == 404
-    text = requests.post(f"{clean.url}/sinap/api/v2/terms/99/payments", timeout=2,
+                        timeout=30).status_code == 405
+    assert requests.get(f"{clean.url}/nothing", headers=auth, timeout=30).status_code == 404
+    text = requests.post(f"{clean.url}/sinap/api/v2/terms/99/payments", timeout=30,
                          data=json.dumps(_body()), headers={**auth, "Content-Type": "text/plain"})
     assert text.status_code == 415
     assert _history(clean, rows="0").status_code == 400
@@ -303,7 +303,7 @@ def test_wrong_method_path_and_media_type(clean: QiwiSandbox) -> None:
     assert _history(clean, startDate="2025-01-01T00:00:00+00:00",
                     endDate="2026-01-01T00:00:00+00:00").status_code == 400
     other = requests.get(f"{clean.url}/payment-history/v2/persons/79161234567/payments",
-                         params={"rows": "5"}, headers=auth, timeout=2)
+                         params={"rows": "5"}, headers=auth, timeout=30)
     assert other.status_code == 403
 
 

@@ -74,27 +74,27 @@ def test_sandbox_is_driven_over_http(clean_sandbox: TestBankSandbox,
                                      provider: TestBankProvider) -> None:
     """Faults, the ledger, settlement, reversal and reset work through /__sandbox__/."""
     admin = f"{clean_sandbox.url}/__sandbox__"
-    assert requests.post(f"{admin}/faults", json={"drop": 1}, timeout=2).json()["drop"] == 1
+    assert requests.post(f"{admin}/faults", json={"drop": 1}, timeout=30).json()["drop"] == 1
     assert provider.submit(_request("http-1"), "http-1").status is PayoutStatus.UNKNOWN
-    [row] = requests.get(f"{admin}/ledger", timeout=2).json()["transfers"]
+    [row] = requests.get(f"{admin}/ledger", timeout=30).json()["transfers"]
     assert (row["handle"], row["amount"], row["status"]) == ("http-1", "100.00", "pending")
 
-    assert requests.post(f"{admin}/settle", json={"handle": "http-1"}, timeout=2).ok
+    assert requests.post(f"{admin}/settle", json={"handle": "http-1"}, timeout=30).ok
     assert provider.status("http-1").status is PayoutStatus.SUCCEEDED
-    reversed_row = requests.post(f"{admin}/reverse/http-1", timeout=2).json()
+    reversed_row = requests.post(f"{admin}/reverse/http-1", timeout=30).json()
     assert reversed_row["status"] == "reversed"
     assert provider.status("http-1").status is PayoutStatus.REVERSED
 
-    assert requests.post(f"{admin}/faults", json={"latency": "soon"}, timeout=2).status_code == 400
-    assert requests.post(f"{admin}/faults", json={"bogus": 1}, timeout=2).status_code == 400
-    assert requests.post(f"{admin}/reset", timeout=2).ok
-    assert requests.get(f"{admin}/ledger", timeout=2).json()["transfers"] == []
+    assert requests.post(f"{admin}/faults", json={"latency": "soon"}, timeout=30).status_code == 400
+    assert requests.post(f"{admin}/faults", json={"bogus": 1}, timeout=30).status_code == 400
+    assert requests.post(f"{admin}/reset", timeout=30).ok
+    assert requests.get(f"{admin}/ledger", timeout=30).json()["transfers"] == []
 
 
 def test_sandbox_down_for_a_while_over_http(clean_sandbox: TestBankSandbox,
                                             provider: TestBankProvider) -> None:
     """``down_for`` refuses connections, then the sandbox comes back on the same port."""
-    requests.post(f"{clean_sandbox.url}/__sandbox__/faults", json={"down_for": 0.5}, timeout=2)
+    requests.post(f"{clean_sandbox.url}/__sandbox__/faults", json={"down_for": 0.5}, timeout=30)
     refused = provider.submit(_request("down-1"), "down-1")
     assert (refused.status, refused.error) == (PayoutStatus.FAILED_RETRYABLE,
                                                ErrorCode.PROVIDER_UNAVAILABLE)
@@ -119,8 +119,8 @@ def test_protocol_refuses_unauthenticated_and_keyless_requests(
     """Test Bank answers 401 without credentials and 400 without an Idempotency-Key."""
     body = {"amount": "100.00", "currency": "RUB", "account": "TEST-12345674"}
     url = f"{clean_sandbox.url}/payouts"
-    assert requests.post(url, json=body, timeout=2).status_code == 401
-    keyless = requests.post(url, json=body, auth=("merchant", "sandbox-secret"), timeout=2)
+    assert requests.post(url, json=body, timeout=30).status_code == 401
+    keyless = requests.post(url, json=body, auth=("merchant", "sandbox-secret"), timeout=30)
     assert keyless.status_code == 400
     assert keyless.json()["error"]["code"] == "invalid_idempotency_key"
     assert clean_sandbox.transfers() == []

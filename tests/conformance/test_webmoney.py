@@ -98,7 +98,7 @@ def _x2(sandbox: WebMoneySandbox, reqn: int, tranid: int, *, dest: str = DEST,
         amount: str = "100.00", key: str = KEY, wmid: str = WMID, desc: str = "test"):
     body = build_x2(TestSigner(key), reqn=reqn, wmid=wmid, tranid=tranid, pursesrc=PURSE,
                     pursedest=dest, amount=Decimal(amount), desc=desc)
-    answer = requests.post(f"{sandbox.url}/asp/XMLTrans.asp", data=body, timeout=2)
+    answer = requests.post(f"{sandbox.url}/asp/XMLTrans.asp", data=body, timeout=30)
     assert answer.status_code == 200
     return parse_response(answer.content)
 
@@ -108,7 +108,7 @@ def _x3(sandbox: WebMoneySandbox, reqn: int, tranid: int):
     now = datetime.utcnow()
     body = build_x3(TestSigner(KEY), reqn=reqn, wmid=WMID, purse=PURSE, tranid=tranid,
                     datestart=now - timedelta(days=1), datefinish=now + timedelta(days=1))
-    answer = requests.post(f"{sandbox.url}/asp/XMLOperations.asp", data=body, timeout=2)
+    answer = requests.post(f"{sandbox.url}/asp/XMLOperations.asp", data=body, timeout=30)
     assert answer.status_code == 200
     return parse_response(answer.content)
 
@@ -260,7 +260,7 @@ def test_internal_error_retval_is_unknown_and_resolvable(clean: WebMoneySandbox)
 
 def test_wrong_wmid_and_garbage(clean: WebMoneySandbox) -> None:
     assert _x2(clean, 1, 1, wmid="100000000009").retval == -12
-    answer = requests.post(f"{clean.url}/asp/XMLTrans.asp", data=b"<nope", timeout=2)
+    answer = requests.post(f"{clean.url}/asp/XMLTrans.asp", data=b"<nope", timeout=30)
     assert parse_response(answer.content).retval == -100
     assert requests.post(f"{clean.url}{LIGHT_PATHS['x2']}", data=b"", timeout=2
                          ).status_code == 404

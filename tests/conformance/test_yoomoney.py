@@ -104,7 +104,7 @@ def _post(sandbox: YooMoneySandbox, body: object, *, key: str | None = "raw-1",
     headers = {"Idempotence-Key": key} if key is not None else {}
     if "data" not in kwargs:
         kwargs["json"] = body
-    return requests.post(f"{sandbox.url}/v3/payouts", headers=headers, auth=auth, timeout=2,
+    return requests.post(f"{sandbox.url}/v3/payouts", headers=headers, auth=auth, timeout=30,
                          **kwargs)  # type: ignore[arg-type]
 
 
@@ -150,10 +150,10 @@ def test_payout_object_shape(clean: YooMoneySandbox) -> None:
     assert payout["payout_destination"] == {"type": "yoo_money", "account_number": NAMED}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", payout["created_at"])
     clean.settle()
-    read = requests.get(f"{clean.url}/v3/payouts/{payout['id']}", auth=(SHOP, SECRET), timeout=2)
+    read = requests.get(f"{clean.url}/v3/payouts/{payout['id']}", auth=(SHOP, SECRET), timeout=30)
     assert read.status_code == 200
     assert read.json()["status"] == "succeeded" and "succeeded_at" in read.json()
-    missing = requests.get(f"{clean.url}/v3/payouts/po-nope", auth=(SHOP, SECRET), timeout=2)
+    missing = requests.get(f"{clean.url}/v3/payouts/po-nope", auth=(SHOP, SECRET), timeout=30)
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
 
 
@@ -216,10 +216,10 @@ def test_idempotence_key_is_required(clean: YooMoneySandbox) -> None:
 
 def test_wrong_method_path_and_media_type(clean: YooMoneySandbox) -> None:
     url = f"{clean.url}/v3/payouts"
-    assert requests.put(url, auth=(SHOP, SECRET), timeout=2).status_code == 405
+    assert requests.put(url, auth=(SHOP, SECRET), timeout=30).status_code == 405
     assert requests.get(f"{clean.url}/v3/nothing", auth=(SHOP, SECRET),
-                        timeout=2).status_code == 404
-    text = requests.post(url, data=json.dumps(_body()), auth=(SHOP, SECRET), timeout=2,
+                        timeout=30).status_code == 404
+    text = requests.post(url, data=json.dumps(_body()), auth=(SHOP, SECRET), timeout=30,
                          headers={"Idempotence-Key": "m", "Content-Type": "text/plain"})
     assert text.status_code == 415 and text.json()["type"] == "error"
 

@@ -303,7 +303,7 @@ def test_cabinet_shows_the_partner_notice_instead_of_figures(app, client, direct
     # the partner's cabinet link works (the local directory's page)
     import requests
 
-    assert requests.get(cabinet_url, timeout=2).status_code == 200
+    assert requests.get(cabinet_url, timeout=30).status_code == 200
 
 
 def test_partner_linked_withdrawal_is_refused_in_the_api_and_the_cabinet(app, client):

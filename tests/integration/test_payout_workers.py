@@ -68,20 +68,25 @@ def flushed_redis():
 
 
 class Workers:
-    """`cashback worker` processes for one test; all killed at the end."""
+    """`cashback worker` processes for one test; all killed at the end, with anything they
+    started (each runs in a process group of its own: a forked work horse of a worker killed
+    with -9 used to outlive the test run)."""
 
     def __init__(self, pg_url: str, testbank) -> None:
         self.env = {**os.environ, **WORKER_ENV, "DATABASE_URL": pg_url,
                     "CASHBACK_PROVIDER_SETTINGS": json.dumps(provider_settings(testbank))}
         self.procs: list[subprocess.Popen] = []
+        self.groups: list[int] = []
         self.log = open(os.environ.get("CASHBACK_WORKER_LOG", os.devnull), "ab")
 
     def start(self, n: int = 1) -> None:
         for i in range(n):
-            self.procs.append(subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-c", "from portal.cli import main; main()", "worker", "--name",
                  f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"],
-                env=self.env, stdout=self.log, stderr=subprocess.STDOUT))
+                env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.procs.append(proc)
+            self.groups.append(proc.pid)
 
     def kill9(self) -> None:
         for proc in self.procs:
@@ -94,10 +99,18 @@ class Workers:
             proc.terminate()
         for proc in self.procs:
             try:
-                proc.wait(10)
+                proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+        for group in self.groups:  # whatever is left of each worker's group
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         self.procs.clear()
+        self.groups.clear()
+        self.log.close()
 
 
 @pytest.fixture
