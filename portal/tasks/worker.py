@@ -17,7 +17,8 @@ the failure path (a failed job lands in the FailedJobRegistry for the Developer 
 requeue, exactly as before), warm/cold shutdown, and the job timeout: a job runs under RQ's
 death penalty (SIGALRM after the job's timeout, 180 s by default), so a hung job ends with
 ``JobTimeoutException`` while its payout's attempt stays ``submitting`` for the janitor.
-Heartbeats are sent at most every ``HEARTBEAT_SECONDS`` instead of three times per job.
+Heartbeats are sent at most every ``HEARTBEAT_SECONDS`` instead of three times per job; an
+idle worker's blocking pop returns every ``DEQUEUE_SECONDS`` so that a SIGTERM ends it promptly.
 A job that keeps a result (``result_ttl`` other than 0) gets ``SimpleWorker``'s full treatment.
 """
 from __future__ import annotations
@@ -38,8 +39,16 @@ ORPHAN_TTL = 86400
 
 class PayoutWorker(SimpleWorker):
     HEARTBEAT_SECONDS = 10.0
+    #: An idle worker's blocking pop returns this often (RQ's default: worker_ttl - 15 = 405 s).
+    #: A SIGTERM that lands on RQ's pub/sub thread is acted on only when the main thread next
+    #: runs Python: a short pop makes a stop take seconds, not minutes.
+    DEQUEUE_SECONDS = 5
 
     _heartbeat_sent = 0.0
+
+    @property
+    def dequeue_timeout(self) -> int:
+        return self.DEQUEUE_SECONDS
 
     def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
         # RQ calls this before and after every pop and after every job; the worker key's TTL

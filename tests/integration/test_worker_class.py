@@ -117,3 +117,29 @@ def test_the_worker_registers_with_rq_and_is_busy_during_a_job(queue):
     queue.enqueue(note_workers, out, result_ttl=0)
     worker = run(queue)
     assert json.loads(queue.connection.get(out))[worker.name] == "busy"
+
+
+def test_an_idle_worker_stops_promptly_on_sigterm(queue):
+    """A SIGTERM to an idle worker (blocked in its pop) ends it within seconds, not at the
+    end of RQ's 405-second pop (the soak and the deploy's restarts rely on it)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import redis, sys; from rq import Queue; from portal.tasks.worker import PayoutWorker; "
+            "c = redis.Redis.from_url(sys.argv[1]); "
+            "PayoutWorker([Queue(sys.argv[2], connection=c)], connection=c).work(with_scheduler=True)")
+    proc = subprocess.Popen([sys.executable, "-c", code, REDIS_URL, queue.name])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+                w.pid == proc.pid for w in Worker.all(connection=queue.connection)):
+            time.sleep(0.2)
+        time.sleep(1)  # in its blocking pop now
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=PayoutWorker.DEQUEUE_SECONDS + 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
