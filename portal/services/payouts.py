@@ -29,11 +29,12 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
-from typing import Mapping
+from typing import Callable, Mapping
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from plugins import ErrorCode, InvalidAccount, PayoutProvider, PayoutProviderError, PayoutRequest, PayoutStatus, Result
 from portal import observability
@@ -156,7 +157,8 @@ def set_provider_enabled(session: Session, code: str, enabled: bool, *, actor: A
     return state
 
 
-def _breaker_after(session: Session, code: str, result: Result, config: Mapping, now: dt.datetime) -> None:
+def _breaker_after(session: Session, code: str, result: Result, config: Mapping, now: dt.datetime,
+                   seen: ProviderState | None = None) -> None:
     """Count transport failures; open the breaker on too many, or at once on auth/config/our funds.
 
     The common case (a normal answer while the breaker is closed and nothing failed)
@@ -167,7 +169,7 @@ def _breaker_after(session: Session, code: str, result: Result, config: Mapping,
     pausing = result.error is not None and (result.error.pauses_provider or result.error is ErrorCode.INSUFFICIENT_FUNDS)
     healthy = result.status in (PayoutStatus.SUCCEEDED, PayoutStatus.PENDING, PayoutStatus.ACCEPTED,
                                 PayoutStatus.FAILED_FINAL)
-    seen = provider_state(session, code)
+    seen = seen or provider_state(session, code)  # ``seen``: read with the payout's lock
     if healthy and seen.consecutive_failures == 0 and seen.breaker == "closed":
         return
     state = provider_state(session, code, lock=True)
@@ -499,24 +501,51 @@ def payout_request(payout: Payout, attempt: PayoutAttempt) -> PayoutRequest:
                          description=f"Cashback payout {payout.id}", metadata={"payout_id": str(payout.id)})
 
 
-def start_attempt(session: Session, payout_id: int, *, provider: PayoutProvider | None, now: dt.datetime | None = None
-                  ) -> PayoutAttempt | None:
+def _lock_with_state(session: Session, where, *, attempt: bool = False):
+    """One statement for a worker's step: lock the payout (``FOR UPDATE OF payout``), read
+    its provider's switchboard row (not locked; None before its first use), the number of its
+    newest attempt, and with ``attempt`` the attempt ``where`` names, fresh."""
+    other = aliased(PayoutAttempt)
+    newest = (sa.select(sa.func.max(other.number)).where(other.payout_id == Payout.id)
+              .correlate(Payout).scalar_subquery())
+    query = sa.select(Payout, *((PayoutAttempt,) if attempt else ()), ProviderState, newest)
+    if attempt:
+        query = query.join(PayoutAttempt, PayoutAttempt.payout_id == Payout.id)
+    row = session.execute(
+        query.outerjoin(ProviderState, ProviderState.code == Payout.provider_code)
+        .where(where).with_for_update(of=Payout).execution_options(populate_existing=True)).one_or_none()
+    if row is None:
+        raise NotFound()
+    return tuple(row)
+
+
+def start_attempt(session: Session, payout_id: int, *, provider: PayoutProvider | None = None,
+                  provider_for: Callable[[str], PayoutProvider | None] | None = None,
+                  now: dt.datetime | None = None) -> PayoutAttempt | None:
     """Claim an approved payout for sending: a new attempt row with a new key (commit it
     before calling the provider).  None when there is nothing to send now (already taken,
-    provider switched off or paused, not due yet)."""
+    provider switched off or paused, not due yet).  ``provider_for(code)`` names the provider
+    once the payout is read (a worker knows only the payout's id).
+
+    One statement locks the payout and reads its provider's state and newest attempt; the
+    flush writes the attempt, the payout's state and the audit record."""
     now = now or utcnow()
-    payout = lock_payout(session, payout_id)
+    payout, state, newest = _lock_with_state(session, Payout.id == payout_id)
     if payout.state != "approved":
         return None
     if payout.next_attempt_at is not None and payout.next_attempt_at > now:
         return None
-    state = provider_state(session, payout.provider_code)
+    if provider_for is not None:
+        provider = provider_for(payout.provider_code)
+    if state is None:
+        state = provider_state(session, payout.provider_code)
     if not provider_available(state, provider, now):
         return None
-    number = len(payout.attempts) + 1
+    number = (newest or 0) + 1
     attempt = PayoutAttempt(payout_id=payout.id, number=number, idempotency_key=new_attempt_key(payout.id, number),
                             status="submitting", checks=0, created_at=now)
     session.add(attempt)
+    set_committed_value(attempt, "payout", payout)  # attempt.payout without a statement or a backref load
     _move(session, payout, "submitting", Actor.system("worker"), attempt=number, key=attempt.idempotency_key)
     session.flush()
     return attempt
@@ -538,19 +567,15 @@ def apply_result(session: Session, attempt_id: int, result: Result, *, config: M
                  actor: Actor = Actor.system("worker"), now: dt.datetime | None = None) -> Payout:
     """Move the attempt and its payout on with a provider's answer about that attempt's key."""
     now = now or utcnow()
-    attempt = session.get(PayoutAttempt, attempt_id)
-    if attempt is None:
-        raise NotFound()
-    payout = lock_payout(session, attempt.payout_id)
-    session.refresh(attempt)
+    # one statement: the payout locked, this attempt fresh, the provider's state, the newest attempt
+    payout, attempt, state, newest = _lock_with_state(session, PayoutAttempt.id == attempt_id, attempt=True)
     status, error = result.status, result.error
     attempt.error_code = error.value if error else None
     attempt.raw_message = (result.raw_message or "")[:1000]
     attempt.provider_reference = result.provider_reference or attempt.provider_reference
-    current = max(payout.attempts, key=lambda a: a.number)
-    if attempt.id != current.id or payout.state in ("failed", "rejected", "cancelled"):
+    if attempt.number != newest or payout.state in ("failed", "rejected", "cancelled"):
         return payout  # an old attempt's late answer: the payout has moved on
-    _breaker_after(session, payout.provider_code, result, config, now)
+    _breaker_after(session, payout.provider_code, result, config, now, seen=state)
 
     if status is PayoutStatus.SUCCEEDED:
         attempt.status, attempt.next_check_at = "succeeded", None

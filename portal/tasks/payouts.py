@@ -14,6 +14,7 @@ from flask import current_app
 
 from plugins import ErrorCode, PayoutStatus, Result
 from portal import observability, providers
+from portal.errors import NotFound
 from portal.extensions import db
 from portal.models import Payout, PayoutAttempt
 from portal.models.types import utcnow
@@ -60,14 +61,16 @@ def submit_payout(payout_id: int) -> str:
     """Send an approved payout: a new attempt (committed first), the call, the result."""
     session = db.session
     config = current_app.config
-    payout = session.get(Payout, payout_id)
-    if payout is None:
+    try:  # one statement locks the payout and reads what the claim needs
+        attempt = payouts.start_attempt(session, payout_id, provider_for=providers.provider)
+    except NotFound:
+        session.rollback()
         return "missing"
-    provider = providers.provider(payout.provider_code)
-    attempt = payouts.start_attempt(session, payout_id, provider=provider)
     if attempt is None:
         session.rollback()
         return "skipped"
+    payout = attempt.payout  # read with the lock: no statement
+    provider = providers.provider(payout.provider_code)
     request, attempt_id, number = payouts.payout_request(payout, attempt), attempt.id, attempt.number
     session.commit()  # the key is durable before the provider hears of it
     log.info("Payout %s: attempt %s submitting with key %s", payout_id, number,
@@ -76,9 +79,10 @@ def submit_payout(payout_id: int) -> str:
     now = utcnow()
     payout = payouts.apply_result(session, attempt_id, result, config=config, now=now)
     _follow_up(session, payout, attempt, now)
+    state = payout.state  # read before the commit expires it (no statement to read it back)
     session.commit()
-    log.info("Payout %s: %s (%s)", payout_id, payout.state, result.error.value if result.error else result.status.value)
-    return payout.state
+    log.info("Payout %s: %s (%s)", payout_id, state, result.error.value if result.error else result.status.value)
+    return state
 
 
 @job
@@ -97,24 +101,24 @@ def check_attempt(attempt_id: int, after_callback: bool = False) -> str:
     if provider is None:
         return "no provider"
     attempt.checks += 1
+    request = payouts.payout_request(payout, attempt)  # before the commit expires both rows
     session.commit()
-    request = payouts.payout_request(payout, attempt)
-    result = _call(provider.status, attempt.idempotency_key, request)
+    result = _call(provider.status, request.idempotency_key, request)
+    # (attempt.status is read afresh only in this rare case)
     if result.status is PayoutStatus.UNKNOWN and result.error is ErrorCode.NOT_FOUND and attempt.status != "succeeded":
         log.info("Payout %s: provider has no record of %s: sending it under the same key",
-                 payout.id, observability.key_hint(attempt.idempotency_key))
-        result = _call(provider.submit, request, attempt.idempotency_key)
+                 request.metadata["payout_id"], observability.key_hint(request.idempotency_key))
+        result = _call(provider.submit, request, request.idempotency_key)
     now = utcnow()
-    payout = payouts.apply_result(session, attempt.id, result, config=config, now=now)
-    session.flush()  # a refresh drops unflushed changes: the attempt's own result with them
-    session.refresh(attempt)
+    payout = payouts.apply_result(session, attempt_id, result, config=config, now=now)  # re-reads `attempt`
     if attempt.status in IN_FLIGHT and attempt.checks >= int(config["PAYOUT_MAX_CHECKS"]):
         payout.needs_attention = True  # Finance's "fix state" now
         attempt.next_check_at = None
         log.warning("Payout %s: still %s after %s checks: handed to Finance", payout.id, attempt.status, attempt.checks)
     _follow_up(session, payout, attempt, now)
+    status = attempt.status  # read before the commit expires it
     session.commit()
-    return attempt.status
+    return status
 
 
 def _poll_balances(session, config, now: dt.datetime) -> int:
