@@ -330,7 +330,8 @@ def main() -> int:
     print(f"through the workers           : {rate:8.1f} payouts/s ({elapsed:.1f} s)")
     print(f"baseline: direct client calls : {baseline:8.1f} payouts/s")
     print(f"ideal: workers / latency      : {ideal:8.1f} payouts/s")
-    print(f"ratio to ideal = {rate / ideal:.2f} (goal >= 0.70: {'met' if rate / ideal >= 0.7 else 'NOT met'});"
+    goal = 0.85 if args.provider == "test" else 0.7  # issue 13's floors
+    print(f"ratio to ideal = {rate / ideal:.2f} (goal >= {goal:.2f}: {'met' if rate / ideal >= goal else 'NOT met'});"
           f" ratio to baseline = {rate / baseline:.2f}")
     print(f"states: {states}; sandbox transfers: {paid_accounts}; duplicates: {duplicates}")
     print(report.summary())
