@@ -445,3 +445,27 @@ def test_an_unconfirmed_registration_with_the_partners_email_is_never_linked(app
         assert not squatter.partner_linked and squatter.partner_id is None
     finally:
         directory.remove_partner("P-9")
+
+
+def test_linking_to_a_partner_revokes_the_tokens_of_the_old_password(app, client, directory):
+    """Issue 15: a refresh token minted with the local password survived the partner re-link
+    (the local password is retired, the token was not).  Now it is refused; the partner's works."""
+    make_customer(app, "boris-link@test.local")
+    api = app.test_client()
+    old = api.post("/api/v1/security/login", json={"username": "boris-link@test.local", "password": PASSWORD,
+                                                   "provider": "db", "refresh": True}).get_json()
+    directory.add_partner("P-9", login="boris-cpa", password="cpa-secret-9", email="boris-link@test.local",
+                          name="Boris CPA", cabinet_url="https://cpa.example/cabinet/P-9")
+    try:
+        fresh = jwt_login(client, "boris-cpa", "cpa-secret-9")
+        assert fresh.status_code == 200, fresh.get_json()
+        assert customer_by_email(app, "boris-link@test.local").partner_linked
+        assert api.post("/api/v1/security/refresh",
+                        headers={"Authorization": f"Bearer {old['refresh_token']}"}).status_code == 401
+        assert api.get("/api/v1/me/balance", headers={"Authorization": f"Bearer {old['access_token']}"}
+                       ).status_code == 401
+        # the partner's own token is accepted: the API answers, pointing at the partner account
+        answer = api.get("/api/v1/me/balance", headers={"Authorization": f"Bearer {fresh.get_json()['access_token']}"})
+        assert (answer.status_code, answer.get_json()["error"]["code"]) == (409, "partner_linked")
+    finally:
+        directory.remove_partner("P-9")
