@@ -539,6 +539,9 @@ def main() -> int:
         app_cpu = sum(per_worker)
         pg_cpu = sum(v - pg_before.get(pid, 0.0) for pid, v in pg_after.items())
         server.stop()
+        # the baseline again after the push (the machine is shared): the ratio uses the geometric mean
+        baselines = (baseline, ledger_bench.baseline_inserts_per_second(url, args.clients, args.baseline))
+        baseline = (baselines[0] * baselines[1]) ** 0.5
         ok, db_lines = check_database(url, plan)
     finally:
         if server is not None:
@@ -560,7 +563,8 @@ def main() -> int:
           f"({sent} in {elapsed:.1f} s; latency p50 {1000 * _percentile(latencies, 0.5):.1f} ms, "
           f"p95 {1000 * _percentile(latencies, 0.95):.1f} ms, p99 {1000 * _percentile(latencies, 0.99):.1f} ms)")
     print(f"(c) baseline: single-row INSERT transactions: {baseline:8.0f} tx/s       "
-          f"(bench/ledger.py (c), {args.clients} writer processes, {args.baseline} transactions)")
+          f"(bench/ledger.py (c), {args.clients} writer processes, {args.baseline} transactions; "
+          f"before the push {baselines[0]:.0f}, after {baselines[1]:.0f}: the geometric mean)")
     print(f"ratio (p)/(c) = {rate / baseline:.3f} (goal >= 0.40: {'met' if rate / baseline >= 0.4 else 'NOT met'}); "
           f"goal >= 1000 events/s: {'met' if rate >= 1000 else 'NOT met'}")
     per = 1000 / max(sent, 1)
