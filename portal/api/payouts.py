@@ -42,6 +42,7 @@ from portal.api.customer import CustomerApi, _current_customer, _current_user, _
 from portal.errors import DomainError, Invalid
 from portal.extensions import db
 from portal.i18n import _l
+from portal.labels import ENUMS
 from portal.models import Payout, PayoutDetails
 from portal.models.payouts import mask
 from portal.services import customer_views as cv, payouts
@@ -50,18 +51,7 @@ from portal.services.audit import Actor
 # --- shared with the cabinet ---------------------------------------------------------------------
 
 #: What a customer reads for each payout state.
-STATE_LABELS = {
-    "requested": _l("Requested"),
-    "in_review": _l("Being checked"),
-    "approved": _l("Waiting to be sent"),
-    "submitting": _l("Being sent"),
-    "unknown": _l("Being confirmed by the payment service"),
-    "succeeded": _l("Paid"),
-    "failed": _l("Failed: the money is back on your balance"),
-    "rejected": _l("Rejected: the money is back on your balance"),
-    "cancelled": _l("Cancelled: the money is back on your balance"),
-    "reversed": _l("Returned by the payment service: the money is back on your balance"),
-}
+STATE_LABELS = ENUMS["payout_state_customer"]
 #: Dollars and cents, as a customer types them (``1``, ``1.5``, ``1.25``).
 _AMOUNT_RE = re.compile(r"^\d{1,9}(\.\d{1,2})?$")
 

@@ -61,3 +61,6 @@ class Customer(Model):
 
     def __repr__(self) -> str:
         return f"<Customer {self.id} {self.email}>"
+
+    def __str__(self) -> str:  # as pages show it (FAB's related columns)
+        return f"#{self.id} {self.name} <{self.email}>"

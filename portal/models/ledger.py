@@ -42,6 +42,11 @@ class Account(Model):
     def __repr__(self) -> str:
         return f"<Account {self.name} {self.currency}>"
 
+    def __str__(self) -> str:  # as pages show it (FAB's related columns)
+        from portal.labels import account_name
+
+        return account_name(self)
+
 
 class AccountBalance(Model):
     __tablename__ = "ledger_balance"
@@ -67,6 +72,11 @@ class Posting(Model):
 
     def __repr__(self) -> str:
         return f"<Posting {self.id} {self.kind} {self.reference}>"
+
+    def __str__(self) -> str:
+        from portal.i18n import _
+
+        return _("Posting #%(id)s", id=self.id)
 
 
 class Entry(Model):

@@ -67,6 +67,7 @@ from sqlalchemy.orm import Session
 
 from portal.errors import Conflict, Invalid, NotFound
 from portal.i18n import _l
+from portal.labels import ENUMS
 from portal.models import Claim, ClaimCredit, Click, ClickVisit, Customer, NetworkEvent, Order
 from portal.models.types import utcnow
 from portal.services import audit, ledger
@@ -82,27 +83,9 @@ CREDIT_STATES = ("proposed", "approved", "rejected")
 CHANNELS = ("web", "api", "staff")
 BROWSER_CHANNELS = ("web", "extension")
 
-STATE_LABELS = {
-    "open": _l("Open"),
-    "diagnosed": _l("Checked"),
-    "escalated": _l("Sent to the network"),
-    "resolved_credit": _l("Resolved: cashback credited"),
-    "resolved_rejected": _l("Resolved: no cashback due"),
-}
-REASON_LABELS = {
-    "no_click": _l("No click before the order"),
-    "click_after_order": _l("Click after the order"),
-    "channel_mismatch": _l("Paid in the app after a browser click"),
-    "cart_before_click": _l("Items in the cart before the click"),
-    "click_spam": _l("Too many clicks"),
-    "foreign_coupon": _l("Coupon or bonus programme used"),
-    "not_reported": _l("Not reported to us by the network"),
-    "awaiting_confirmation": _l("Awaiting confirmation"),
-    "cancelled_or_refunded": _l("Cancelled or refunded"),
-    "credited": _l("Already credited"),
-}
-CREDIT_STATE_LABELS = {"proposed": _l("Awaiting Finance"), "approved": _l("Approved"),
-                       "rejected": _l("Rejected")}
+STATE_LABELS = ENUMS["claim_state"]
+REASON_LABELS = ENUMS["claim_reason"]
+CREDIT_STATE_LABELS = ENUMS["credit_state"]
 
 DEFAULT_SLA_HOURS = {"open": 1, "diagnosed": 24, "escalated": 336}
 DEFAULT_SCREENSHOT_MAX_BYTES = 2 * 1024 * 1024
@@ -636,7 +619,7 @@ def evidence_view(claim: Claim, *, confirmation_days: int = 60) -> EvidenceView:
         for row in evidence.get(key) or []:
             at = _time(row.get("created_at"))
             clicks.append(ClickRow(
-                id=row.get("id"), at=at, product_id=row.get("product_id"), channel=row.get("channel"),
+                id=row.get("id"), at=at, product_id=row.get("product_id"), channel=label(ENUMS["channel"], row.get("channel")),
                 sub_id=row.get("sub_id"), repeat_count=int(row.get("repeat_count") or 1),
                 visits=len(row.get("visits") or []), before_order=before,
                 timeline_until=at + dt.timedelta(minutes=1) if at else None))
@@ -645,13 +628,13 @@ def evidence_view(claim: Claim, *, confirmation_days: int = 60) -> EvidenceView:
         network_order_id=row.get("network_order_id"), network=row.get("network"),
         status=label(ORDER_STATUS_LABELS, row.get("status")), amount_usd=_money(row.get("amount_usd")),
         refunded_usd=_money(row.get("refunded_usd")), cashback_usd=_money(row.get("booked_cashback")),
-        booked_in=label(BOOKED_IN_LABELS, row.get("booked_in")), channel=row.get("channel"),
+        booked_in=label(BOOKED_IN_LABELS, row.get("booked_in")), channel=label(ENUMS["channel"], row.get("channel")),
         sub_id=row.get("sub_id"), paid_at=_time(row.get("paid_at")),
         for_customer=row.get("customer_id") is not None and row.get("customer_id") == claim.customer_id,
         flags=_flags(row, row.get("channel"))) for row in evidence.get("orders") or [])
     events = tuple(EventRow(
         event_id=row.get("event_id"), status=label(ORDER_STATUS_LABELS, row.get("status")),
-        at=_time(row.get("event_time")), channel=row.get("channel"), sub_id=row.get("sub_id"),
+        at=_time(row.get("event_time")), channel=label(ENUMS["channel"], row.get("channel")), sub_id=row.get("sub_id"),
         outcome=row.get("outcome"), flags=_flags(row, row.get("channel"))) for row in evidence.get("events") or [])
 
     meaning = str(REASON_MEANINGS.get(code or "", "")) if code else str(_l("The claim has not been checked yet."))

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from portal.errors import DomainError, Invalid
 from portal.i18n import _l
+from portal.labels import ENUMS
 from portal.models import Click, ClickVisit, Customer, NetworkEvent, Order
 from portal.services import fx, ledger, links
 from portal.services.clicks import UnknownClick
@@ -281,17 +282,8 @@ def click_message(repeat_count: int, spam_warning: bool, config: Mapping[str, An
     return text
 
 
-ORDER_STATUS_LABELS = {
-    "paid": _l("Paid"),
-    "confirmed": _l("Confirmed"),
-    "cancelled": _l("Cancelled"),
-    "refunded": _l("Refunded"),
-}
-BOOKED_IN_LABELS = {
-    "none": _l("No cashback"),
-    "pending": _l("Pending"),
-    "available": _l("Available"),
-}
+ORDER_STATUS_LABELS = ENUMS["order_status"]
+BOOKED_IN_LABELS = ENUMS["booked_in"]
 
 
 def label(labels: Mapping[str, Any], code: str | None) -> str:

@@ -37,7 +37,7 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import sqlalchemy as sa
 from flask import current_app, has_app_context
@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 
 from portal.errors import Conflict, Invalid, NotFound
 from portal.i18n import _l
+from portal.labels import ENUMS
 from portal.models import Account, ClickVisit, Click, Customer, Entry, Order, PayoutDetails, Posting
 from portal.models.referrals import ReferralReview
 from portal.models.types import utcnow
@@ -59,16 +60,8 @@ KIND_REWARD = "referral.reward"
 KIND_CLAWBACK = "referral.clawback"
 
 #: Why a referral looks like self-referral.
-REASONS: dict[str, Any] = {
-    "same_email": _l("Same e-mail address after normalization"),
-    "same_device": _l("Same device fingerprint at registration"),
-    "same_ip": _l("Same IP address as the referrer's registration or clicks"),
-    "same_payout_account": _l("Same payout wallet or phone number"),
-}
-REVIEW_STATES: dict[str, Any] = {
-    "open": _l("Open"), "dismissed": _l("Dismissed: not the same person"),
-    "confirmed": _l("Confirmed: self-referral"),
-}
+REASONS: Mapping[str, Any] = ENUMS["referral_reason"]
+REVIEW_STATES: Mapping[str, Any] = ENUMS["review_state"]
 
 _GMAIL = {"gmail.com", "googlemail.com"}
 _YANDEX = {"ya.ru", "yandex.ru", "yandex.com", "yandex.by", "yandex.kz", "yandex.ua"}

@@ -34,6 +34,7 @@ from flask_appbuilder.security.sqla.models import User
 from sqlalchemy.orm import Session
 
 from portal.i18n import _l
+from portal.labels import label
 from portal.models import (Account, AuditRecord, Click, ClickVisit, Customer, Entry, NetworkEvent, Order, Payout,
                            PayoutAttempt, PayoutDetails, Posting)
 from portal.models.claims import Claim, ClaimCredit
@@ -87,6 +88,22 @@ DETAIL_LABELS: dict[str, Any] = {
     "network": _l("Network"), "legs": _l("Entries"),
     "referrer": _l("Referred by"), "referred": _l("Referred customer"), "flag": _l("Self-referral flag"),
 }
+
+#: The table of ``portal.labels`` a detail's code goes through: by key, then by the entry's kind.
+DETAIL_ENUMS: dict[str, Any] = {
+    "status": {"order": "order_status", "network_event": "order_status", "attempt": "attempt_status"},
+    "state": {"payout": "payout_state", "claim": "claim_state"},
+    "outcome": "event_outcome", "source": "event_source", "booked_in": "booked_in", "channel": "channel",
+    "provider": "provider", "failure": "failure_code", "error": "failure_code", "actor": "actor",
+    "flag": "referral_reason", "review": "review_reason",
+}
+
+
+def detail_kind(entry_kind: str, key: str) -> str | None:
+    """The labels table of detail ``key`` of an entry of ``entry_kind`` (``None``: not a code)."""
+    kind = DETAIL_ENUMS.get(key)
+    return kind.get(entry_kind) if isinstance(kind, dict) else kind
+
 
 #: Labels of amounts.
 AMOUNT_LABELS: dict[str, Any] = {
@@ -308,7 +325,7 @@ def _orders(session, customer_id, window) -> list[TimelineEntry]:
                                   Order.created_at)).scalars()
     return [TimelineEntry(
         "order", o.created_at, o.id,
-        _l("Order %(order)s: %(status)s", order=o.network_order_id, status=o.status),
+        _l("Order %(order)s: %(status)s", order=o.network_order_id, status=label("order_status", o.status)),
         {"order": o.network_order_id, "network": o.network, "status": o.status, "booked_in": o.booked_in,
          "sub_id": o.sub_id, "rate": o.rate},
         [Amount("amount", o.amount_usd), Amount("commission", o.commission_usd),
@@ -322,7 +339,8 @@ def _events(session, customer_id, window) -> list[TimelineEntry]:
     rows = session.execute(window(query, NetworkEvent.received_at)).scalars()
     return [TimelineEntry(
         "network_event", e.received_at, e.id,
-        _l("Network: order %(order)s %(status)s", order=e.network_order_id, status=e.status),
+        _l("Network: order %(order)s %(status)s", order=e.network_order_id,
+           status=label("order_status", e.status)),
         {"order": e.network_order_id, "status": e.status, "outcome": e.outcome, "source": e.source,
          "event_id": e.event_id, "event_time": e.event_time},
         [Amount("amount", e.amount, e.currency), Amount("commission", e.commission, e.currency)]
@@ -347,7 +365,7 @@ def _postings(session, customer_id, window, show_pii, accounts) -> list[Timeline
         moves[posting_id][kind] += sign * amount
         currency[posting_id] = cur
     return [TimelineEntry(
-        "posting", p.created_at, p.id, _l("Ledger: %(kind)s", kind=p.kind),
+        "posting", p.created_at, p.id, _l("Ledger: %(kind)s", kind=label("posting_kind", p.kind)),
         {"reference": p.reference, "actor": p.actor, "memo": p.memo if show_pii else scrub(p.memo, accounts)},
         [Amount(kind, value, currency.get(p.id, "USD"), exact=True)
          for kind, value in moves[p.id].items() if value],
@@ -363,9 +381,10 @@ def _payouts(session, customer_id, window, show_pii) -> list[TimelineEntry]:
         message = p.failure_message if show_pii else scrub(p.failure_message, [p.account])
         entries.append(TimelineEntry(
             "payout", p.created_at, p.id,
-            _l("Withdrawal #%(id)s to %(provider)s: %(state)s", id=p.id, provider=p.provider_code, state=p.state),
+            _l("Withdrawal #%(id)s to %(provider)s: %(state)s", id=p.id, provider=label("provider", p.provider_code),
+               state=label("payout_state", p.state)),
             {"provider": p.provider_code, "account": account, "state": p.state,
-             "review": ", ".join(p.review_reasons or []), "failure": p.failure_code or "", "message": message or ""},
+             "review": list(p.review_reasons or []) or "", "failure": p.failure_code or "", "message": message or ""},
             [Amount("amount", p.amount_usd), Amount("payout", p.payout_amount, p.payout_currency)]
             + ([Amount("fee", p.fee, p.payout_currency)] if p.fee else []),
             [Link("PayoutView.show", {"pk": p.id}, "can_show", "PayoutView")]))
@@ -381,7 +400,7 @@ def _attempts(session, customer_id, window, show_pii) -> list[TimelineEntry]:
         entries.append(TimelineEntry(
             "attempt", a.created_at, a.id,
             _l("Attempt %(number)s of withdrawal #%(payout)s: %(status)s", number=a.number, payout=a.payout_id,
-               status=a.status),
+               status=label("attempt_status", a.status)),
             {"payout": a.payout_id, "provider": provider, "key": a.idempotency_key, "status": a.status,
              "error": a.error_code or "", "provider_reference": a.provider_reference or "",
              "answer": answer or "", "checks": a.checks},
@@ -429,7 +448,7 @@ def _audit(session, customer: Customer, window, show_pii, accounts) -> list[Time
                    "before": r.before or "", "after": r.after or ""}
         if not show_pii:
             details = scrub(details, accounts)
-        entries.append(TimelineEntry("audit", r.created_at, r.id, _l("Audit: %(action)s", action=r.action), details))
+        entries.append(TimelineEntry("audit", r.created_at, r.id, _l("Audit: %(action)s", action=label("audit_action", r.action)), details))
     return entries
 
 

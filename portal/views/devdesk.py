@@ -67,7 +67,7 @@ def _redis():
 
 def _sandbox_form(formdata=None) -> SandboxForm:
     form = SandboxForm() if formdata is None else SandboxForm(formdata=formdata)
-    form.provider.choices = [(info.code, f"{info.code} — {info.name}")
+    form.provider.choices = [(info.code, info.name)
                              for info in devdesk.plugins(current_app, db.session, _locale())]
     return form
 

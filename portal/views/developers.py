@@ -5,15 +5,19 @@ start of the body (postbacks carry sub-ids and amounts, not personal data).
 """
 from __future__ import annotations
 
-from flask_appbuilder import AppBuilder, ModelView
+from flask_appbuilder import AppBuilder
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
 from portal.formatting import list_formatters
 from portal.i18n import _l
 from portal.models import PostbackRejection
+from portal.views.model_view import PortalModelView
 
 
-class PostbackRejectionView(ModelView):
+class PostbackRejectionView(PortalModelView):
+    list_title = _l("Postback rejections")
+    show_title = _l("Postback rejection")
+    enum_columns = {"reason": "rejection_reason", "network": "network"}
     datamodel = SQLAInterface(PostbackRejection)
     base_permissions = ["can_list", "can_show"]
     list_columns = ["received_at", "network", "reason", "http_status", "message"]

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 from flask import abort, current_app, flash, redirect, request, url_for
-from flask_appbuilder import AppBuilder, BaseView, ModelView, expose, has_access
+from flask_appbuilder import AppBuilder, BaseView, expose, has_access
 from flask_appbuilder.forms import DynamicForm
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_login import current_user
@@ -24,12 +24,14 @@ from portal.errors import DomainError
 from portal.extensions import db
 from portal.formatting import date, list_formatters, number
 from portal.i18n import _, _l
+from portal.labels import ENUMS
 from portal.models import FxRate, Promo, ReconImport, ReconLine
 from portal.services import audit, fx, reconciliation
 from portal.services.audit import Actor
 from portal.services.money import is_ledger_exact
 from portal.services.network_report import file_digest
 from portal.services.rates import RateFileError
+from portal.views.model_view import PortalModelView
 
 #: Largest CBR file accepted (a real one is ~10 KB).
 MAX_RATES_BYTES = 1024 * 1024
@@ -74,9 +76,12 @@ class CorrectRateForm(FlaskForm):
     reason = reason_field()
 
 
-class FxRateView(ModelView):
+class FxRateView(PortalModelView):
     """Exchange rates: read-only list; CBR upload and corrections need ``can_write``."""
 
+    list_title = _l("Exchange rates")
+    show_title = _l("Exchange rate")
+    enum_columns = {"source": "fx_source"}
     datamodel = SQLAInterface(FxRate)
     base_permissions = ["can_list", "can_show", "can_write"]
     method_permission_name = {"upload": "write", "correct": "write"}
@@ -144,13 +149,7 @@ class ApplyForm(FlaskForm):
     reason = reason_field()
 
 
-KIND_LABELS = {
-    "missing_here": _l("Missing here"),
-    "missing_there": _l("Missing at the network"),
-    "status_drift": _l("Status differs"),
-    "amount_drift": _l("Amounts differ"),
-    "match": _l("Match"),
-}
+KIND_LABELS = ENUMS["recon_kind"]
 
 
 class ReconciliationView(BaseView):
@@ -339,9 +338,13 @@ PROMO_FIELDS = ["name", "rate", "starts_at", "ends_at", "first_order_only", "cap
                 "is_active"]
 
 
-class PromoView(ModelView):
+class PromoView(PortalModelView):
     """Promos: Finance lists, adds and edits them (no delete: clicks keep their promo); audited."""
 
+    list_title = _l("Promos")
+    show_title = _l("Promo")
+    add_title = _l("New promo")
+    edit_title = _l("Edit the promo")
     datamodel = SQLAInterface(Promo)
     base_permissions = ["can_list", "can_show", "can_add", "can_edit"]
     add_form = edit_form = PromoForm

@@ -1,22 +1,29 @@
 """The ledger, read-only: postings with their entries, accounts with balances."""
 from __future__ import annotations
 
-from flask_appbuilder import AppBuilder, ModelView
+from flask_appbuilder import AppBuilder
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
+from portal import labels
 from portal.formatting import list_formatters
 from portal.i18n import _l
 from portal.models import Account, Entry, Posting
+from portal.views.model_view import PortalModelView
 
 
-class EntryInline(ModelView):
+class EntryInline(PortalModelView):
+    list_title = _l("Entries")
+    show_title = _l("Entry")
     datamodel = SQLAInterface(Entry)
     base_permissions = ["can_list"]
     list_columns = ["account", "amount", "currency"]
     formatters_columns = list_formatters(amount_columns=["amount"])  # the ledger's exact digits
 
 
-class PostingView(ModelView):
+class PostingView(PortalModelView):
+    list_title = _l("Postings")
+    show_title = _l("Posting")
+    enum_columns = {"kind": "posting_kind", "actor": "actor"}
     datamodel = SQLAInterface(Posting)
     base_permissions = ["can_list", "can_show"]
     list_columns = ["id", "created_at", "kind", "reference", "actor", "memo"]
@@ -29,12 +36,15 @@ class PostingView(ModelView):
                      "actor": _l("Actor"), "memo": _l("Memo")}
 
 
-class AccountView(ModelView):
+class AccountView(PortalModelView):
+    list_title = _l("Ledger accounts")
+    show_title = _l("Ledger account")
+    enum_columns = {"kind": "account_kind"}
     datamodel = SQLAInterface(Account)
     base_permissions = ["can_list", "can_show"]
     list_columns = ["id", "name", "kind", "currency", "shards", "created_at"]
     search_columns = ["name", "kind", "currency"]
-    formatters_columns = list_formatters(time_columns=["created_at"])
+    formatters_columns = {**list_formatters(time_columns=["created_at"]), "name": labels.account_owner}
     base_order = ("id", "asc")
     related_views = [EntryInline]
     label_columns = {"name": _l("Account"), "kind": _l("Kind"), "currency": _l("Currency"),

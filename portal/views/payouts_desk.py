@@ -29,7 +29,7 @@ from decimal import Decimal, InvalidOperation
 
 import sqlalchemy as sa
 from flask import Response, abort, current_app, flash, redirect, request, url_for
-from flask_appbuilder import AppBuilder, BaseView, ModelView, expose, has_access
+from flask_appbuilder import AppBuilder, BaseView, expose, has_access
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -51,6 +51,7 @@ from portal.models.payouts import mask
 from portal.models.types import utcnow
 from portal.services import payout_report, payouts
 from portal.services.audit import Actor
+from portal.views.model_view import PortalModelView
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +65,7 @@ PII_PERMISSION = ("can_pii", "PayoutView")
 #: The circuit breaker's states as Finance reads them.
 BREAKER_LABELS = labels.ENUMS["breaker"]
 
-REASON_LABELS = {
-    "amount_above_threshold": _l("Amount above the review threshold"),
-    "new_payout_details": _l("New payout details"),
-    "many_withdrawals_today": _l("Many withdrawals today"),
-    "wallet_shared_by_customers": _l("Wallet used by several customers"),
-}
+REASON_LABELS = labels.ENUMS["review_reason"]
 
 
 def actor() -> Actor:
@@ -517,6 +513,9 @@ PAYOUT_LABELS = {
     "failure_message": _l("Provider's message"), "next_attempt_at": _l("Next attempt"),
     "needs_attention": _l("Needs attention"), "updated_at": _l("Updated"), "finished_at": _l("Finished"),
 }
+#: Codes of payouts as a person reads them (``portal.labels``).
+PAYOUT_ENUMS = {"state": "payout_state", "provider_code": "provider", "review_reasons": "review_reason",
+                "failure_code": "failure_code"}
 #: Figures in lists and pages, in the reader's locale: USD exact (payouts are whole cents), the
 #: payout amount and our fee beside the payout currency column.
 AMOUNT_FORMATTERS = formatting.list_formatters(
@@ -526,9 +525,11 @@ TECH_COLUMNS = ["id", "created_at", "provider_code", "state", "amount_usd", "pay
                 "failure_code", "needs_attention", "updated_at"]
 
 
-class PayoutView(ModelView):
+class PayoutView(PortalModelView):
     """Every payout, read-only; the account masked for viewers without ``can_pii``."""
 
+    show_title = _l("Payout")
+    enum_columns = PAYOUT_ENUMS
     datamodel = PayoutInterface(Payout)
     base_permissions = ["can_list", "can_show", "can_pii"]
     list_columns = ["id", "created_at", "customer.email", "provider_code", "account", "amount_usd",
@@ -545,9 +546,11 @@ class PayoutView(ModelView):
     label_columns = PAYOUT_LABELS
 
 
-class PayoutTechView(ModelView):
+class PayoutTechView(PortalModelView):
     """Payouts without customer data (no customer, no account, no provider texts): for Developers."""
 
+    show_title = _l("Payout (technical)")
+    enum_columns = PAYOUT_ENUMS
     datamodel = SQLAInterface(Payout)
     base_permissions = ["can_list", "can_show"]
     list_columns = TECH_COLUMNS

@@ -1,7 +1,7 @@
 """Customers as staff see them."""
 from __future__ import annotations
 
-from flask_appbuilder import AppBuilder, ModelView
+from flask_appbuilder import AppBuilder
 from flask_appbuilder.actions import action
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 
@@ -9,9 +9,13 @@ from portal.formatting import list_formatters
 from portal.i18n import _l
 from portal.models import Customer
 from portal.views.timeline import timeline_link
+from portal.views.model_view import PortalModelView
 
 
-class CustomerView(ModelView):
+class CustomerView(PortalModelView):
+    list_title = _l("Customers")
+    show_title = _l("Customer")
+    enum_columns = {"locale": "locale", "country": "country"}
     datamodel = SQLAInterface(Customer)
     base_permissions = ["can_list", "can_show"]
     list_columns = ["id", "email", "name", "country", "locale", "is_blocked", "created_at"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import abort, flash, redirect, request, url_for
-from flask_appbuilder import AppBuilder, BaseView, ModelView, expose, has_access
+from flask_appbuilder import AppBuilder, BaseView, expose, has_access
 from flask_appbuilder.models.filters import BaseFilter
 from flask_appbuilder.models.sqla.filters import SQLAFilterConverter
 from flask_appbuilder.models.sqla.interface import SQLAInterface
@@ -27,6 +27,7 @@ from portal.models import Customer, NetworkEvent, Order
 from portal.services import orders
 from portal.services.audit import Actor
 from portal.services.customers import normalize_email
+from portal.views.model_view import PortalModelView
 
 #: Refused form submissions answer with this status (the page shows the form and why).
 REFUSED = 422
@@ -40,12 +41,14 @@ ORDER_LABELS = {
     "booked_cashback": _l("Cashback, USD"), "paid_at": _l("Paid"), "confirmed_at": _l("Confirmed"),
     "cancelled_at": _l("Cancelled"), "last_event_at": _l("Last event"), "created_at": _l("Created"),
 }
+#: Codes of orders as a person reads them (``portal.labels``).
+ORDER_ENUMS = {"status": "order_status", "booked_in": "booked_in", "channel": "channel", "network": "network"}
 
 
 class FilterIsNull(BaseFilter):
     """``column IS NULL`` (for ``base_filters``; the value is ignored)."""
 
-    name = "Is empty"
+    name = _l("Is empty")
     arg_name = "null"
 
     def apply(self, query, value):
@@ -79,9 +82,13 @@ class OrderInterface(SQLAInterface):
     filter_converter_class = _OrderFilters
 
 
-class NetworkEventView(ModelView):
+class NetworkEventView(PortalModelView):
     """Every event the network sent (postbacks and applied reconciliation lines), read-only."""
 
+    list_title = _l("Network events")
+    show_title = _l("Network event")
+    enum_columns = {"status": "order_status", "source": "event_source", "outcome": "event_outcome",
+                    "channel": "channel", "network": "network"}
     datamodel = SQLAInterface(NetworkEvent)
     base_permissions = ["can_list", "can_show"]
     list_columns = ["received_at", "source", "network", "event_id", "network_order_id", "status", "amount",
@@ -113,9 +120,11 @@ ORDER_FORMATTERS = list_formatters(
     time_columns=["paid_at", "confirmed_at", "cancelled_at", "last_event_at", "created_at"])
 
 
-class OrderView(ModelView):
+class OrderView(PortalModelView):
     """Orders as the network reported them and the cashback booked for each, read-only."""
 
+    show_title = _l("Order")
+    enum_columns = ORDER_ENUMS
     datamodel = OrderInterface(Order)
     base_permissions = ["can_list", "can_show"]
     list_columns = ORDER_LIST
@@ -150,9 +159,11 @@ def _attach_link(order_id: int) -> Markup:
         order_id, url_for("OrphanOrderView.attach", pk=order_id), _("Attach"))
 
 
-class OrphanOrderView(ModelView):
+class OrphanOrderView(PortalModelView):
     """Orders whose sub-id matched no click: Support gives each to its customer."""
 
+    show_title = _l("Orphan order")
+    enum_columns = ORDER_ENUMS
     datamodel = SQLAInterface(Order)
     base_permissions = ["can_list", "can_show", "can_attach"]
     base_filters = [["customer_id", FilterIsNull, None]]

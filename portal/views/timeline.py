@@ -105,7 +105,7 @@ class CustomerTimelineView(BaseView):
         return self.render_template(
             "support/timeline.html", page=page, summary=page.summary, customer=page.summary.customer,
             kinds=tl.KINDS, selected=set(kinds), detail_labels=tl.DETAIL_LABELS, amount_labels=tl.AMOUNT_LABELS,
-            link_url=_url, value_type=value_type, older=older, paged=until is not None,
+            link_url=_url, value_type=value_type, detail_kind=tl.detail_kind, older=older, paged=until is not None,
             newest=url_for(".timeline", customer_id=customer_id, kind=kinds),
             title=_("Customer %(email)s", email=page.summary.customer.email))
 

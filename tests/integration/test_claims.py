@@ -568,7 +568,7 @@ def test_evidence_view_turns_the_evidence_into_rows(app, session):
     assert (shown.reason_code, shown.verdict) == ("not_reported", "Not reported to us by the network")
     assert "escalate to the network" in shown.next_step.lower() and "credit" in shown.next_step
     assert [(c.id, c.before_order, c.channel, c.repeat_count, c.visits) for c in shown.clicks] == [
-        (relevant["click_id"], True, "web", 1, 0)]
+        (relevant["click_id"], True, "website", 1, 0)]  # the channel as a word (portal.labels)
     click_row = shown.clicks[0]
     assert click_row.at == T0 - dt.timedelta(minutes=30)
     assert click_row.timeline_until == click_row.at + dt.timedelta(minutes=1)

@@ -248,7 +248,7 @@ def test_sandbox_fires_a_test_payout_without_touching_the_ledger(app, client, ma
     assert transfer.handle.startswith("sandbox-") and transfer.account == WALLET
     assert transfer.amount == Decimal("12.50")
     assert transfer.handle in html and WALLET in html
-    results = re.findall(r'<td class="result-status">(\w+)</td>', html)
+    results = re.findall(r'<td class="result-status" data-status="(\w+)">', html)
     assert len(results) == 2 and results[1] == "succeeded"
     assert _counts(app) == (0, 0)
     [row] = audit_rows(app, "sandbox.payout_fired")

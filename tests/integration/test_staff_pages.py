@@ -323,7 +323,9 @@ def test_developer_sees_postback_rejections_newest_first(app, client, staff):
         db.session.commit()
     staff("Developer")
     page = text(client.get("/postbackrejectionview/list/"))
-    assert "bad_signature" in page and page.index("stale_timestamp") < page.index("bad_signature")
+    # the reasons read as words (portal.labels), newest first
+    assert "Bad signature" in page and page.index("Timestamp too old") < page.index("Bad signature")
+    assert "bad_signature" not in page
 
 
 # --- who may open what -------------------------------------------------------------------------------

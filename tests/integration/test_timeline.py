@@ -226,8 +226,8 @@ def test_claim_audit_records_are_included(story, session):
     with force_locale("en"):
         actions = [str(e.title) for e in tl.timeline(session, 1, show_pii=True, kinds=["audit"]).entries]
         bob = tl.timeline(session, 2, show_pii=True, limit=200).entries
-        assert not any("claim.credit.proposed" in str(e.title) for e in bob)
-    assert {"Audit: claim.opened", "Audit: claim.credit.proposed"} <= set(actions)
+        assert not any("Credit proposed" in str(e.title) for e in bob)
+    assert {"Audit: Claim opened", "Audit: Credit proposed"} <= set(actions)  # the actions as words
     assert any(e.kind == "claim" and e.details["order"] == "8200099" for e in bob)
 
 
