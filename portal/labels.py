@@ -193,7 +193,7 @@ ENUMS: dict[str, Mapping[str, Any]] = {
         "pays_difference": _l("We pay the difference above the commission"), "is_active": _l("Active"),
         "id": _l("No."), "customer": _l("Customer"), "currency": _l("Currency"), "amount": _l("Amount"),
         "coupon_used": _l("Coupon used"), "items_in_cart_before_click": _l("Items in the cart before the click"),
-        "network": _l("Network"), "sub_id": _l("Sub-id"),
+        "network": _l("Network"), "sub_id": _l("Sub-id"), "moved": _l("Amount"),
     },
     "network": {"epn": "ePN"},
     "stage": {"registration": _l("registration"), "payout": _l("payout details"), "click": _l("click")},

@@ -91,3 +91,29 @@ class Entry(Model):
 
     posting = relationship("Posting", back_populates="entries")
     account = relationship("Account")
+
+
+# --- figures the staff lists show (FAB's account and posting lists call these per row) ---
+
+def _balance(self: Account):
+    """The balance as the ledger reads it (``ledger.balance``): credit-normal accounts as
+    stored, debit-normal ones (what others owe us) with the sign turned."""
+    from portal.services.ledger import ACCOUNT_KINDS
+
+    stored = sa.orm.object_session(self).execute(  # SUM keeps the column's type: a Decimal
+        sa.select(sa.func.coalesce(sa.func.sum(AccountBalance.balance), 0))
+        .where(AccountBalance.account_id == self.id)).scalar_one()
+    spec = ACCOUNT_KINDS.get(self.kind)
+    return stored if spec is None or spec.normal == "credit" else -stored
+
+
+def _moved(self: Posting):
+    """What the posting moved, ``(amount, currency)``: the sum of its credits."""
+    total, currency = sa.orm.object_session(self).execute(
+        sa.select(sa.func.coalesce(sa.func.sum(Entry.amount), 0), sa.func.min(Entry.currency))
+        .where(Entry.posting_id == self.id, Entry.amount > 0)).one()
+    return total, currency
+
+
+Account.balance = _balance
+Posting.moved = _moved

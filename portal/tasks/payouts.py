@@ -33,6 +33,23 @@ def enqueue_submit(session, payout: Payout, delay: dt.timedelta | None = None) -
                          job_id=f"submit-{payout.id}-a{len(payout.attempts) + 1}")
 
 
+def check_now(session, payout_id: int) -> PayoutAttempt | None:
+    """Finance's «check status now»: ask the provider about the payout's open attempt at once
+    (a status-check job, sent after the caller commits), instead of at its next scheduled check.
+
+    ``None`` when the payout has no attempt still in flight (nothing to ask about).  The check
+    itself is :func:`check_attempt`, the same as the janitor's: only the provider's answer about
+    the attempt's own key moves the payout.
+    """
+    attempt = session.execute(
+        sa.select(PayoutAttempt).where(PayoutAttempt.payout_id == payout_id, PayoutAttempt.status.in_(IN_FLIGHT))
+        .order_by(PayoutAttempt.number.desc()).limit(1)).scalar_one_or_none()
+    if attempt is None:
+        return None
+    enqueue_after_commit(session, QUEUE_STATUS, CHECK, attempt.id, job_id=f"check-{attempt.id}-now-{attempt.checks + 1}")
+    return attempt
+
+
 def _follow_up(session, payout: Payout, attempt: PayoutAttempt, now: dt.datetime) -> None:
     """After a result: schedule the next step the row asks for (sent after commit)."""
     if payout.state == "approved":

@@ -51,6 +51,7 @@ from portal.models.payouts import mask
 from portal.models.types import utcnow
 from portal.services import payout_report, payouts
 from portal.services.audit import Actor
+from portal.tasks import payouts as payout_tasks
 from portal.views.model_view import PortalModelView
 
 log = logging.getLogger(__name__)
@@ -281,13 +282,14 @@ class PayoutAttentionView(BaseView):
     default_view = "attention"
     class_permission_name = "PayoutAttention"
     base_permissions = ["can_read", "can_write"]
-    method_permission_name = {"attention": "read", "fix": "write", "acknowledge": "write"}
+    method_permission_name = {"attention": "read", "fix": "write", "acknowledge": "write", "check": "write"}
 
     def _page(self, status: int = 200, form: FixForm | None = None, form_for: int | None = None):
         return self.render_template(
             "payouts/attention.html", rows=attention_list(), account_text=account_text,
             fixable=lambda p: p.state in ("unknown", "submitting"), form=FixForm(formdata=None),
             failed_form=form, failed_for=form_for, ack_form=ReasonForm(formdata=None),
+            csrf_form=CsrfForm(formdata=None), in_flight=payout_tasks.IN_FLIGHT,
             title=_("Payouts needing attention")), status
 
     @expose("/")
@@ -310,7 +312,24 @@ class PayoutAttentionView(BaseView):
             flash(_("Payout #%(id)s: %(error)s", id=payout_id, error=err.message), "danger")
             return self._page(REFUSED, form, payout_id)
         db.session.commit()
-        flash(_("Payout #%(id)s is now %(state)s.", id=payout.id, state=payout.state), "success")
+        flash(_("Payout #%(id)s: %(state)s.", id=payout.id, state=labels.label("payout_state", payout.state)), "success")
+        return redirect(url_for(".attention"))
+
+    @expose("/<int:payout_id>/check", methods=["POST"])
+    @has_access
+    def check(self, payout_id: int):
+        """«Check status now»: a status check of the payout's open attempt, queued at once."""
+        form = CsrfForm()
+        if not form.validate_on_submit():
+            _refused(form)
+            return self._page(REFUSED)
+        attempt = payout_tasks.check_now(db.session, payout_id)
+        if attempt is None:
+            flash(_("Payout #%(id)s has no attempt waiting for the provider's answer.", id=payout_id), "warning")
+            return self._page(REFUSED)
+        db.session.commit()  # the job is sent after the commit
+        flash(_("Payout #%(id)s: the provider is being asked about attempt %(number)s now; "
+                "reload the page for its answer.", id=payout_id, number=attempt.number), "success")
         return redirect(url_for(".attention"))
 
     @expose("/<int:payout_id>/acknowledge", methods=["POST"])
@@ -418,9 +437,9 @@ class PayoutProviderView(BaseView):
             return self._page(REFUSED)
         db.session.commit()
         if state.enabled:
-            flash(_("%(code)s is switched on: held payouts are being sent.", code=code), "success")
+            flash(_("%(code)s is switched on: held payouts are being sent.", code=labels.provider_name(code)), "success")
         else:
-            flash(_("%(code)s is switched off: new withdrawals are refused, approved ones are held.", code=code),
+            flash(_("%(code)s is switched off: new withdrawals are refused, approved ones are held.", code=labels.provider_name(code)),
                   "success")
         return redirect(url_for(".list"))
 
@@ -444,7 +463,7 @@ class PayoutProviderView(BaseView):
             return self._page(REFUSED)
         payouts.resume_provider(db.session, code, actor=actor(), reason=form.reason.data.strip())
         db.session.commit()
-        flash(_("%(code)s is resumed: held payouts are being sent.", code=code), "success")
+        flash(_("%(code)s is resumed: held payouts are being sent.", code=labels.provider_name(code)), "success")
         return redirect(url_for(".list"))
 
     @expose("/<code>/balance", methods=["POST"])
@@ -460,19 +479,19 @@ class PayoutProviderView(BaseView):
         try:
             amount = payouts.refresh_balance(db.session, code, provider, actor=actor())
         except NotImplementedError:
-            flash(_("%(code)s does not report a balance.", code=code), "warning")
+            flash(_("%(code)s does not report a balance.", code=labels.provider_name(code)), "warning")
             return self._page(REFUSED)
         except PayoutProviderError as err:
-            flash(_("The balance of %(code)s could not be read: %(error)s", code=code,
+            flash(_("The balance of %(code)s could not be read: %(error)s", code=labels.provider_name(code),
                     error=f"{err.code.value} {err.message}".strip()), "danger")
             return self._page(REFUSED)
         except Exception as exc:  # a plugin bug must not break the page
             log.exception("balance of %s", code)
-            flash(_("The balance of %(code)s could not be read: %(error)s", code=code,
+            flash(_("The balance of %(code)s could not be read: %(error)s", code=labels.provider_name(code),
                     error=type(exc).__name__), "danger")
             return self._page(REFUSED)
         db.session.commit()
-        flash(_("Balance at %(code)s: %(amount)s.", code=code,
+        flash(_("Balance at %(code)s: %(amount)s.", code=labels.provider_name(code),
                 amount=formatting.money(amount, provider.currency, exact=True)), "success")
         return redirect(url_for(".list"))
 

@@ -100,6 +100,7 @@ def test_kill_switch_holds_approved_payouts(new_context, portal_db, customer, sc
     provider = page.locator("tr.provider[data-provider='test']")
     provider.locator("input[name=reason]").fill("Песочница на обслуживании")
     provider.locator("button.btn-danger").click()
+    page.locator("#modal-confirm-ok").click()  # the kill switch asks first
     provider = page.locator("tr.provider[data-provider='test']")
     expect(provider.locator(".disabled-reason")).to_have_text("Песочница на обслуживании")
     expect(provider.locator("td.switch .label-danger")).to_be_visible()
@@ -120,6 +121,7 @@ def test_kill_switch_holds_approved_payouts(new_context, portal_db, customer, sc
     provider = page.locator("tr.provider[data-provider='test']")
     provider.locator("input[name=reason]").fill("Песочница снова работает")
     provider.locator("button.btn-success").click()
+    page.locator("#modal-confirm-ok").click()
     expect(page.locator("tr.provider[data-provider='test'] td.switch .label-success")).to_be_visible()
     assert portal_db.wait_for_payout(payout_id) == "succeeded"
     page.reload()
@@ -161,8 +163,7 @@ def test_finance_approves_a_support_credit_with_four_eyes(new_context, portal_db
     expect(own.locator("form")).to_have_count(0)
     others = admin.locator(f"tr.credit[data-credit='{credit_id}'] form")
     others.evaluate("(form, url) => { form.action = url; }", f"/claims/credits/{own_credit_id}/decide")
-    others.locator("select[name=decision]").select_option("approve")
-    others.locator("button[type=submit]").click()
+    others.locator("button[name=decision][value=approve]").click()
     refusal = translated(portal_db.app, "Credit #%(id)s: %(error)s", "ru", id=own_credit_id,
                          error=translated(portal_db.app, "A credit must be approved by someone other than the "
                                                          "person who proposed it.", "ru"))
@@ -179,9 +180,8 @@ def test_finance_approves_a_support_credit_with_four_eyes(new_context, portal_db
     row = finance.locator(f"tr.credit[data-credit='{credit_id}']")
     expect(row).to_contain_text("sveta@test.local")
     expect(row).to_contain_text("sup_ivan")
-    row.locator("select[name=decision]").select_option("approve")
     row.locator("input[name=note]").fill("Клик подтверждён")
-    row.locator("button[type=submit]").click()
+    row.locator("button[name=decision][value=approve]").click()
     approved = translated(portal_db.app, "Credit #%(id)s approved: the customer's balance is credited.", "ru",
                           id=credit_id)
     expect(finance.locator(".alert").filter(has_text=approved)).to_be_visible()

@@ -267,7 +267,7 @@ def test_kill_switch_holds_approved_payouts_then_lets_them_go(app, client, desk)
     response = client.post("/payouts/providers/test/disable", data={"reason": "licence revoked"},
                            follow_redirects=True)
     html = text(response)
-    assert "test is switched off" in html and "licence revoked" in html
+    assert "Test Bank (sandbox) is switched off" in html and "licence revoked" in html
     assert re.search(r'<td class="held">\s*1\s*</td>', html)
     with app.app_context():
         assert jobs.submit_payout(queued) == "skipped"
@@ -287,7 +287,7 @@ def test_kill_switch_holds_approved_payouts_then_lets_them_go(app, client, desk)
 def test_refresh_balance_stores_it_and_shows_failures(app, client, desk, testbank):
     desk("fin1")
     response = client.post("/payouts/providers/test/balance", follow_redirects=True)
-    assert response.status_code == 200 and "Balance at test:" in text(response)
+    assert response.status_code == 200 and "Balance at Test Bank (sandbox):" in text(response)
     with app.app_context():
         row = db.session.get(ProviderState, "test")
         assert row.balance == testbank.ledger.balance and row.balance_checked_at is not None
@@ -296,7 +296,7 @@ def test_refresh_balance_stores_it_and_shows_failures(app, client, desk, testban
         failed = client.post("/payouts/providers/test/balance")
     finally:
         testbank.reset_faults()
-    assert failed.status_code == 422 and "The balance of test could not be read" in text(failed)
+    assert failed.status_code == 422 and "The balance of Test Bank (sandbox) could not be read" in text(failed)
     assert client.post("/payouts/providers/nope/balance").status_code == 404
 
 
@@ -342,7 +342,7 @@ def test_fix_state_requires_a_reason(app, client, desk, testbank):
     assert state(app, payout_id) == "unknown"
     done = client.post(f"/payouts/attention/{payout_id}/fix",
                        data={"to": "succeeded", "reason": "provider statement line 42"}, follow_redirects=True)
-    assert f"Payout #{payout_id} is now succeeded." in text(done)
+    assert f"Payout #{payout_id}: Paid out." in text(done)  # the state as a word
     assert state(app, payout_id) == "succeeded"
     assert f'data-payout="{payout_id}"' not in text(done)
 

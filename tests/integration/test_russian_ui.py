@@ -150,6 +150,11 @@ def walk(client, start: list[str]) -> dict[str, tuple[int, PageText | None]]:
             continue
         per_pattern[pattern] += 1
         response = client.get(url)
+        if response.status_code in (301, 302, 303, 307, 308):  # a landing page sends each role on
+            pages[url] = (response.status_code, None)
+            per_pattern[pattern] -= 1
+            queue.append(response.headers["Location"])
+            continue
         if response.status_code != 200 or "html" not in response.content_type:
             pages[url] = (response.status_code, None)
             continue
