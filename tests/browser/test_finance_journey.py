@@ -200,7 +200,7 @@ def test_finance_approves_a_support_credit_with_four_eyes(new_context, portal_db
     # Support's view of the customer's timeline shows the credit posting (the wallet masked)
     support.goto(f"/support/customers/{customer_id}/timeline")
     entry = support.locator(f"#timeline tr.entry-posting[data-id='{credit.posting_id}']")
-    expect(entry).to_contain_text("adjustment.claim")
+    expect(entry).to_contain_text(translated(portal_db.app, "Claim credit", "ru"))  # the kind as a word
     expect(entry.locator(".amount").first).to_contain_text(re.compile(r"4[.,]20"))
     expect(support.locator("#summary-details")).to_contain_text("TEST••••5674")
     assert WALLET not in support.content()
