@@ -5,7 +5,8 @@ One run on a throw-away PostgreSQL database and this run's own Redis queues:
   1. creates N approved payouts (customers with funds and payout details, rate 80 RUB/USD);
   2. baseline: the same number of payouts sent straight to the sandbox by W processes
      calling the provider client (no database, no queue) — the best the sandbox allows;
-  3. starts W `cashback worker --burst` processes and times until every payout succeeded.
+  3. starts W `cashback worker` processes, and once all are up and idle sends the submit jobs
+     and times until every payout reached a final state (worker start-up is not timed).
 
 The sandbox answers every call after ``--latency`` seconds (50 ms), settling at once, so
 the ideal is W / latency payouts/s.  Prints payouts/s, the ratio to that ideal and to the
@@ -46,7 +47,7 @@ from config import normalize_database_url  # noqa: E402
 from tests.soak.harness import sandbox_for, wallet  # noqa: E402,F401  (shared with the soak)
 
 
-def _setup(url: str, settings: dict, count: int, prefix: str, redis_url: str, code: str = "test") -> list[int]:
+def _setup(url: str, settings: dict, count: int, prefix: str, redis_url: str, code: str = "test"):
     from flask_migrate import upgrade
 
     from portal import providers
@@ -59,7 +60,7 @@ def _setup(url: str, settings: dict, count: int, prefix: str, redis_url: str, co
     from portal.security import sync_roles
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "CASHBACK_ENV": "testing", "SECRET_KEY": "bench",
-                      "PAYOUT_PROVIDER_SETTINGS": settings, "REDIS_URL": redis_url, "JOBS_MODE": "rq",
+                      "PAYOUT_PROVIDER_SETTINGS": settings, "REDIS_URL": redis_url, "JOBS_MODE": "collect",
                       "QUEUE_PREFIX": prefix, "MAX_WITHDRAWALS_PER_DAY": 1000})
     actor = Actor.system("bench")
     ids = []
@@ -89,10 +90,10 @@ def _setup(url: str, settings: dict, count: int, prefix: str, redis_url: str, co
                                                 provider=provider, config=app.config, actor=actor)
             assert result.payout.state == "approved", result.payout.review_reasons
             ids.append(result.payout.id)
-            session.commit()  # each submit job is queued in Redis now; no worker runs yet
+            session.commit()  # each submit job is collected; sent to Redis once the workers are up
         session.remove()
         db.engine.dispose()
-    return ids
+    return ids, app
 
 
 def _direct(settings: dict, code: str, worker: int, count: int, start, done) -> None:
@@ -261,7 +262,7 @@ def main() -> int:
     try:
         settings = {args.provider: {"base_url": sandbox.url + suffix, "read_timeout": 10}}
         t_setup = time.perf_counter()
-        ids = _setup(url, settings, args.payouts, prefix, args.redis_url, args.provider)
+        ids, app = _setup(url, settings, args.payouts, prefix, args.redis_url, args.provider)
         setup_s = time.perf_counter() - t_setup
         sandbox.inject(latency=args.latency)
         baseline = _baseline(settings, args.provider, args.workers, args.payouts)
@@ -273,12 +274,27 @@ def main() -> int:
         # protocols that answer "pending" first need a status check: check after 1 s
         env["CASHBACK_PAYOUT_CHECK_SECONDS"] = "1"
         engine = sa.create_engine(url)
-        t0 = time.perf_counter()
         for w in range(args.workers):
             procs.append(subprocess.Popen(
                 [sys.executable, "-c", "from portal.cli import main; main()", "worker", "--name", f"{prefix}{w}"],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         spies = start_profilers(procs, profile_base) if args.profile else []
+        # time the workers, not their start-up: send the submit jobs once all are up and idle
+        from rq import Worker
+
+        from portal import tasks
+
+        up_by = time.monotonic() + 300
+        while time.monotonic() < up_by and not all(p.poll() is not None for p in procs):
+            names = {w.name for w in Worker.all(connection=conn) if w.get_state() == "idle"}
+            if all(f"{prefix}{w}" in names for w in range(args.workers)):
+                break
+            time.sleep(0.2)
+        cpu_at_start = sum(cpu_seconds(p.pid) for p in procs)
+        t0 = time.perf_counter()
+        app.config["JOBS_MODE"] = "rq"
+        for job in app.extensions.pop("cashback_collected_jobs", []):
+            tasks.dispatch(app, job)
         final = "('succeeded', 'failed', 'rejected', 'cancelled', 'reversed')"
         deadline = time.monotonic() + args.timeout
         open_ = len(ids)
@@ -293,7 +309,7 @@ def main() -> int:
             time.sleep(0.2)
         elapsed = time.perf_counter() - t0
         done = len(ids) - open_  # the figure counts what finished, even when the run was cut short
-        cpu = sum(cpu_seconds(p.pid) for p in procs)
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_at_start  # the run's CPU, start-up left out
         stop_workers(procs, conn, prefix)
         for spy in spies:  # py-spy writes its samples when its worker has gone
             try:
