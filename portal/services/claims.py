@@ -68,7 +68,7 @@ from sqlalchemy.orm import Session
 from portal.errors import Conflict, Invalid, NotFound
 from portal.i18n import _l
 from portal.labels import ENUMS
-from portal.models import Claim, ClaimCredit, Click, ClickVisit, Customer, NetworkEvent, Order
+from portal.models import AuditRecord, Claim, ClaimCredit, Click, ClickVisit, Customer, NetworkEvent, Order
 from portal.models.types import utcnow
 from portal.services import audit, ledger
 from portal.services.audit import Actor
@@ -646,6 +646,8 @@ def evidence_view(claim: Claim, *, confirmation_days: int = 60) -> EvidenceView:
         next_step = str(REASON_NEXT_STEPS[code]) % {"date": until}
     else:
         next_step = str(REASON_NEXT_STEPS.get(code or "", ""))
+    if claim.state in RESOLVED:  # closed: nothing left to advise
+        next_step = ""
     return EvidenceView(
         reason_code=code, verdict=label(REASON_LABELS, code) if code else "—", meaning=meaning, next_step=next_step,
         customer_id=claim.customer_id, clicks=tuple(clicks), orders=orders, events=events,
@@ -714,17 +716,62 @@ def breaching(session: Session, config: Mapping[str, Any], *, now: dt.datetime, 
                                 .order_by(Claim.state_since, Claim.id).limit(limit)).scalars())
 
 
-def staff_claims(session: Session, config: Mapping[str, Any], *, now: dt.datetime, state: str | None = None,
-                 reason: str | None = None, breached: bool = False, limit: int = 500) -> list[Claim]:
-    """The support desk's list, newest first, filtered by state, reason code and SLA breach."""
-    query = sa.select(Claim)
+def _desk_filter(query, config: Mapping[str, Any], now: dt.datetime, state: str | None, reason: str | None,
+                 breached: bool, text: str | None):
     if state:
         query = query.where(Claim.state == state)
     if reason:
         query = query.where(Claim.reason_code == reason)
     if breached:
         query = query.where(_breach_condition(config, now))
-    return list(session.execute(query.order_by(Claim.created_at.desc(), Claim.id.desc()).limit(limit)).scalars())
+    text = (text or "").strip()
+    if text:  # the claim's number, its order number, or the customer's e-mail or name
+        needle = text.lower()
+        customers = sa.select(Customer.id).where(sa.or_(
+            sa.func.lower(Customer.email).contains(needle, autoescape=True),
+            sa.func.lower(Customer.name).contains(needle, autoescape=True)))
+        found = [Claim.order_number.contains(text, autoescape=True), Claim.customer_id.in_(customers)]
+        number = text.lstrip("#")
+        if number.isascii() and number.isdigit() and len(number) <= 9:
+            found.append(Claim.id == int(number))
+        query = query.where(sa.or_(*found))
+    return query
+
+
+def staff_claims(session: Session, config: Mapping[str, Any], *, now: dt.datetime, state: str | None = None,
+                 reason: str | None = None, breached: bool = False, text: str | None = None, offset: int = 0,
+                 limit: int = 500) -> list[Claim]:
+    """The support desk's list, newest first, filtered by state, reason code, SLA breach and
+    ``text`` (claim number, order number, the customer's e-mail or name); ``offset``/``limit`` page it."""
+    query = _desk_filter(sa.select(Claim), config, now, state, reason, breached, text)
+    return list(session.execute(query.order_by(Claim.created_at.desc(), Claim.id.desc())
+                                .offset(offset).limit(limit)).scalars())
+
+
+def count_staff_claims(session: Session, config: Mapping[str, Any], *, now: dt.datetime, state: str | None = None,
+                       reason: str | None = None, breached: bool = False, text: str | None = None) -> int:
+    """How many claims :func:`staff_claims` pages through."""
+    query = _desk_filter(sa.select(sa.func.count()).select_from(Claim), config, now, state, reason, breached, text)
+    return session.execute(query).scalar_one()
+
+
+def worked_by(session: Session, claim_ids: list[int]) -> dict[int, str]:
+    """Who works each claim: the staff member who acted on it last (audit log), by claim id.
+
+    There is no assignment: the desk shows who touched the claim last, so two agents do not
+    pick up the same claim.
+    """
+    if not claim_ids:
+        return {}
+    rows = session.execute(
+        sa.select(AuditRecord.object_id, AuditRecord.actor)
+        .where(AuditRecord.object_type == "claim", AuditRecord.object_id.in_([str(i) for i in claim_ids]),
+               AuditRecord.actor.like("user:%"))
+        .order_by(AuditRecord.id.desc())).all()
+    found: dict[int, str] = {}
+    for object_id, who in rows:
+        found.setdefault(int(object_id), who)
+    return found
 
 
 def proposed_credits(session: Session, limit: int = 500) -> list[ClaimCredit]:

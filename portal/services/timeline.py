@@ -63,9 +63,12 @@ KINDS: dict[str, Any] = {
 }
 _RANK = {kind: i for i, kind in enumerate(reversed(list(KINDS)))}
 
+#: Characters (letters and digits) a wallet's start needs before it is searched.
+WALLET_PREFIX_MIN = 4
 #: Why a customer matched a search.
 REASONS: dict[str, Any] = {
     "id": _l("Customer id"),
+    "name": _l("Name"),
     "email": _l("E-mail"),
     "order": _l("Order number"),
     "sub_id": _l("Click sub-id"),
@@ -266,6 +269,12 @@ def search(session: Session, query: str, *, show_pii: bool = False, limit: int =
                 .where(sa.func.lower(Customer.email).contains(text.lower(), autoescape=True))
                 .order_by(Customer.id.desc()).limit(limit)):
             hit(cid, "email", email)
+    if len(text) >= 2:  # a name or part of it, any case («смирн» finds Анна Смирнова)
+        for cid, name in session.execute(
+                sa.select(Customer.id, Customer.name)
+                .where(sa.func.lower(Customer.name).contains(text.lower(), autoescape=True))
+                .order_by(Customer.id.desc()).limit(limit)):
+            hit(cid, "name", name)
     for cid, order_no in session.execute(
             sa.select(Order.customer_id, Order.network_order_id)
             .where(Order.network_order_id == text, Order.customer_id.is_not(None)).limit(limit)):
@@ -273,17 +282,19 @@ def search(session: Session, query: str, *, show_pii: bool = False, limit: int =
     for cid, sub_id in session.execute(sa.select(Click.customer_id, Click.sub_id).where(Click.sub_id == text)):
         hit(cid, "sub_id", sub_id)
     candidates, phone = account_candidates(text)
-    if len(re.sub(r"\W", "", text)) >= 6:
+    if len(re.sub(r"\W", "", text)) >= WALLET_PREFIX_MIN:  # a wallet or phone, or its start
+        def starts(column):
+            return sa.or_(*(column.startswith(c, autoescape=True) for c in candidates))
+
         rows = session.execute(
             sa.union(
                 sa.select(PayoutDetails.customer_id, PayoutDetails.provider_code, PayoutDetails.account)
-                .where(PayoutDetails.account.in_(candidates)),
-                sa.select(Payout.customer_id, Payout.provider_code, Payout.account)
-                .where(Payout.account.in_(candidates)),
+                .where(starts(PayoutDetails.account)),
+                sa.select(Payout.customer_id, Payout.provider_code, Payout.account).where(starts(Payout.account)),
             ).limit(limit)).all()
         for cid, provider, account in rows:
             shown = account if show_pii else mask(account)
-            hit(cid, "phone" if phone and account == phone else "wallet", f"{provider}: {shown}")
+            hit(cid, "phone" if phone and account == phone else "wallet", f"{label('provider', provider)}: {shown}")
     if not reasons:
         return []
     customers = {c.id: c for c in session.execute(

@@ -38,6 +38,8 @@ from portal.views.cabinet import CustomerPages, customer_page
 
 #: Refused form submissions answer with this status (the page shows the form and why).
 REFUSED = 422
+#: Claims per page of the desk list.
+PAGE_SIZE = 50
 
 
 def actor() -> Actor:
@@ -178,13 +180,15 @@ class ClaimDeskView(BaseView):
     def can_work() -> bool:
         return current_app.appbuilder.sm.has_access("can_write", "ClaimDesk")
 
-    def _list(self, rows, title: str, filters: dict, status: int = 200):
+    def _list(self, rows, title: str, filters: dict, status: int = 200, pages: dict | None = None):
         now = utcnow()
         config = current_app.config
         return self.render_template(
             "claims/desk_list.html", rows=rows, filters=filters, states=claims.STATES, reasons=claims.REASON_LABELS,
             state_label=state_label, reason_label=reason_label, title=title, can_work=self.can_work(),
-            deadline=lambda c: claims.sla_deadline(c, config),
+            deadline=lambda c: claims.sla_deadline(c, config), pages=pages,
+            worked_by=claims.worked_by(db.session, [c.id for c in rows]),
+            can_timeline=current_app.appbuilder.sm.has_access("can_read", "CustomerTimeline"),
             breaching=lambda c: claims.is_breaching(c, config, now)), status
 
     @expose("/")
@@ -199,15 +203,27 @@ class ClaimDeskView(BaseView):
         if reason not in (None, *claims.REASONS):
             flash(_("Unknown reason: showing all."), "warning")
             reason = None
-        rows = claims.staff_claims(db.session, current_app.config, now=utcnow(), state=state, reason=reason,
-                                   breached=breached)
-        return self._list(rows, _("Claims"), {"state": state, "reason": reason, "breached": breached})
+        text = (request.args.get("q") or "").strip()[:100]
+        page = max(request.args.get("page", type=int) or 1, 1)
+        now, config = utcnow(), current_app.config
+        total = claims.count_staff_claims(db.session, config, now=now, state=state, reason=reason, breached=breached,
+                                          text=text)
+        last = max((total + PAGE_SIZE - 1) // PAGE_SIZE, 1)
+        page = min(page, last)
+        rows = claims.staff_claims(db.session, config, now=now, state=state, reason=reason, breached=breached,
+                                   text=text, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+        filters = {"state": state, "reason": reason, "breached": breached, "q": text}
+        pages = {"page": page, "last": last, "total": total,
+                 "url": lambda n: url_for(".claim_list", state=state, reason=reason, breached=1 if breached else None,
+                                          q=text or None, page=n)}
+        return self._list(rows, _("Claims"), filters, pages=pages)
 
     @expose("/breaching")
     @has_access
     def breaching_list(self):
         rows = claims.breaching(db.session, current_app.config, now=utcnow())
-        return self._list(rows, _("Claims breaching the SLA"), {"state": None, "reason": None, "breached": True})
+        return self._list(rows, _("Claims breaching the SLA"), {"state": None, "reason": None, "breached": True,
+                                                                 "q": ""})
 
     def _page(self, claim_id: int, status: int = 200, **forms):
         claim = db.session.get(Claim, claim_id)

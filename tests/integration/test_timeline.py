@@ -140,7 +140,8 @@ def test_search_masks_wallets_unless_allowed(story, session):
     """The wallet reason is masked for viewers without PII, full otherwise."""
     masked = tl.search(session, WALLET)[0].reasons[0].value
     full = tl.search(session, WALLET, show_pii=True)[0].reasons[0].value
-    assert masked == "test: TEST••••5674" and full == f"test: {WALLET}"
+    assert masked == "Тестовый банк (песочница): TEST••••5674"  # the provider by name (default locale)
+    assert full == f"Тестовый банк (песочница): {WALLET}"
 
 
 def test_search_nothing(story, session):
