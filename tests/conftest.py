@@ -514,6 +514,21 @@ def ledger_session(request):
         reset_account_cache()
 
 
+# --- RQ ---------------------------------------------------------------------------------------------
+
+def run_burst(queues, connection) -> None:
+    """Run the queued jobs in this process, as ``SimpleWorker(...).work(burst=True)``, without RQ's
+    command channel: closing its pubsub thread (blocked in a 60 s read) sometimes took a full
+    minute per call."""
+    from rq import SimpleWorker
+
+    class BurstWorker(SimpleWorker):
+        def subscribe(self) -> None:  # no stop/kill commands to listen for in a burst
+            pass
+
+    BurstWorker(queues, connection=connection).work(burst=True)
+
+
 # --- mail ---------------------------------------------------------------------------------------
 
 class SmtpServer:

@@ -23,12 +23,13 @@ import redis
 import requests
 import sqlalchemy as sa
 from playwright.sync_api import expect
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from payment_providers.testbank.provider import luhn_check_digit
 from portal.models import AuditRecord, Payout, PayoutAttempt, Posting, ProviderState
 from portal.tasks import QUEUE_PAYOUTS
 from tests.browser.conftest import POLL_SECONDS, login, translated
+from tests.conftest import run_burst
 
 pytestmark = pytest.mark.browser
 
@@ -130,7 +131,7 @@ def test_developer_requeues_a_failed_job(page, portal_db, rq_queues, screenshot)
     conn = rq_queues
     payouts = Queue(f"{PREFIX}{QUEUE_PAYOUTS}", connection=conn)
     job = payouts.enqueue(f"{__name__}.boom", 7, failure_ttl=600)
-    SimpleWorker([payouts], connection=conn).work(burst=True)
+    run_burst([payouts], conn)
     assert job.id in payouts.failed_job_registry and job.id not in payouts.job_ids
 
     portal_db.staff("dev_lev", "Developer")

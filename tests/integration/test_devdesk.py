@@ -16,7 +16,7 @@ from decimal import Decimal
 import pytest
 import redis
 import sqlalchemy as sa
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from payment_providers.testbank.provider import TestBankProvider
 from plugins import ErrorCode, Result
@@ -26,7 +26,7 @@ from portal.models import AuditRecord, Payout, Posting
 from portal.services import devdesk, payouts
 from portal.services.audit import Actor
 from portal.tasks import QUEUE_DEFAULT, QUEUE_PAYOUTS, QUEUE_STATUS
-from tests.conftest import build_app, login, provider_settings
+from tests.conftest import build_app, login, provider_settings, run_burst
 
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 #: this run's queues and job ids: other runs sharing the Redis never see them
@@ -73,7 +73,7 @@ def failed_job(conn, payout_id: int = 7) -> str:
     """Run ``boom`` in an in-process worker: it lands in the failed registry."""
     q = queue(conn, QUEUE_PAYOUTS)
     job = q.enqueue(f"{__name__}.boom", payout_id, failure_ttl=600)
-    SimpleWorker([q], connection=conn).work(burst=True)
+    run_burst([q], conn)
     assert job.id in q.failed_job_registry
     return job.id
 
