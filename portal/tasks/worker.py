@@ -44,7 +44,18 @@ class PayoutWorker(SimpleWorker):
     #: runs Python: a short pop makes a stop take seconds, not minutes.
     DEQUEUE_SECONDS = 5
 
+    #: How long RQ's command-channel thread blocks in one read (RQ: 60 s). Stopping the worker
+    #: joins that thread, so a long read made every shutdown (and every burst) last up to a minute.
+    COMMAND_POLL_SECONDS = 1
+
     _heartbeat_sent = 0.0
+
+    def subscribe(self) -> None:
+        """RQ's subscription to stop/kill commands, with a short read so a stop is prompt."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=self.COMMAND_POLL_SECONDS, daemon=True, exception_handler=self._pubsub_exception_handler)
 
     @property
     def dequeue_timeout(self) -> int:
