@@ -359,8 +359,12 @@ class PortalDb:
                 db.session, db.session.get(Customer, customer_id), details_id=details_id,
                 amount_usd=Decimal(amount), request_key=key, provider=providers.provider(details.provider_code),
                 config=self.app.config, actor=Actor.system("test"))
+            db.session.flush()
+            # the state as decided, read before the commit: the in-process job thread may move an
+            # approved payout on (submitting, succeeded) the moment it is committed
+            decided = (result.payout.id, result.payout.state, result.payout.approvals_needed)
             db.session.commit()
-            return result.payout.id, result.payout.state, result.payout.approvals_needed
+            return decided
 
     def postback(self, sub_id: str, status: str, *, order: str, amount: str = "100.00",
                  commission: str = "8.00", n: int = 1) -> requests.Response:
