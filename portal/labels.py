@@ -10,6 +10,11 @@ Russian first), so each code reads the same on every page::
 FAB list and show columns use :func:`column` (``formatters_columns``).  A code no table
 knows is shown as it is (a new state is visible, not hidden); the walk test
 (``tests/integration/test_russian_ui.py``) fails on such a code in a Russian page.
+
+Flask-AppBuilder's roles, permissions and pages are names in its tables that permission
+checks match (``can_list`` on ``CustomerView``): they are labelled, never renamed —
+:func:`role_name` («Администратор»), :func:`permission_view_name` («просмотр списка — Клиенты»;
+a menu entry reads as the menu shows it), used by ``portal/views/security.py``.
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ from flask import Flask, current_app, has_app_context
 from portal.i18n import _l
 
 __all__ = ["ENUMS", "label", "column", "shown", "provider_name", "yes_no", "country", "account_name", "account_owner", "actor_name", "mapping",
-           "init_app"]
+           "role_name", "roles", "names", "permission_name", "view_menu_name", "permission_view_name",
+           "permission_views", "init_app"]
 
 EMPTY = "—"
 
@@ -209,6 +215,68 @@ ENUMS: dict[str, Mapping[str, Any]] = {
         "open": _l("Open"), "dismissed": _l("Dismissed: not the same person"),
         "confirmed": _l("Confirmed: self-referral"),
     },
+    # --- logins, roles and permissions: Flask-AppBuilder's tables.  Permission checks match the
+    # stored names (``can_list`` on ``CustomerView``), so these are labels, never renames. ---
+    "role": {
+        "Admin": _l("Administrator"), "Support": _l("Support"), "Finance": _l("Finance"),
+        "Developer": _l("Developer"), "Customer": _l("Customer"), "Public": _l("Guest"),
+    },
+    #: What a permission lets a role do (``ab_permission.name``).
+    "permission": {
+        "can_list": _l("view the list"), "can_show": _l("view a record"), "can_add": _l("add records"),
+        "can_edit": _l("edit records"), "can_delete": _l("delete records"), "can_download": _l("download files"),
+        "can_read": _l("open the pages"), "can_write": _l("act on the pages"),
+        "can_userinfo": _l("own profile"),
+        "can_this_form_get": _l("open the form"), "can_this_form_post": _l("send the form"),
+        "can_chart": _l("view the chart"),
+        "can_get": _l("read through the API"), "can_info": _l("field descriptions through the API"),
+        "can_post": _l("create through the API"), "can_put": _l("change through the API"),
+        "can_list_role_permissions": _l("list a role's permissions through the API"),
+        "can_add_role_permissions": _l("add permissions to a role through the API"),
+        "can_update_role_users": _l("set a role's users through the API"),
+        "can_update_role_groups": _l("set a role's groups through the API"),
+        "can_attach": _l("propose the customer of an orphan order"), "can_pii": _l("full payout accounts"),
+        "block": _l("block and unblock"), "copyrole": _l("copy roles"),
+        "resetmypassword": _l("change one's own password"), "resetpasswords": _l("reset passwords"),
+        "userinfoedit": _l("edit one's own details"),
+        "menu_access": _l("menu item"),
+    },
+    #: The views and APIs permissions name (a view's class); menu entries are named by the menu.
+    "view": {
+        # Flask-AppBuilder's own
+        "HomeView": _l("Start page"), "UtilView": _l("Going back"), "LocaleView": _l("Language switch"),
+        "AuthDBView": _l("Login page"), "SecurityApi": _l("Login through the API"),
+        "UserInfoEditView": _l("Own details form"), "ResetPasswordView": _l("Password reset form"),
+        "ResetMyPasswordView": _l("Own password form"), "UserDBModelView": _l("User accounts"),
+        "RoleModelView": _l("Roles"), "UserGroupModelView": _l("Groups"),
+        "UserStatsChartView": _l("Login statistics"), "PermissionModelView": _l("Kinds of permission"),
+        "ViewMenuModelView": _l("Pages and menu items"), "PermissionViewModelView": _l("Permissions on pages"),
+        "Permission": _l("Kinds of permission (API)"), "Role": _l("Roles (API)"), "User": _l("Users (API)"),
+        "ViewMenu": _l("Pages and menu items (API)"), "PermissionViewMenu": _l("Permissions on pages (API)"),
+        "Group": _l("Groups (API)"), "OpenApi": _l("API description"), "SwaggerView": _l("API description page"),
+        "MenuApi": _l("Menu (API)"),
+        # the portal's
+        "CustomerView": _l("Customers"), "EntryInline": _l("Lines of a posting"), "PostingView": _l("Postings"),
+        "AccountView": _l("Accounts"), "AuditLogView": _l("Audit log"), "GoView": _l("Tracked product links"),
+        "CustomerCabinet": _l("Cabinet: balance, orders, clicks"), "CustomerWithdrawals": _l("Cabinet: withdrawals"),
+        "CustomerClaims": _l("Cabinet: missing cashback"), "CustomerReferrals": _l("Cabinet: invite friends"),
+        "CustomerProfile": _l("Cabinet: profile"),
+        "OrderView": _l("All orders"), "OrphanOrderView": _l("Orphan orders"),
+        "OrphanAttachments": _l("Attachments to confirm"), "NetworkEventView": _l("Network events"),
+        "FxRateView": _l("Exchange rates"), "ReconciliationView": _l("Reconciliation"), "PromoView": _l("Promos"),
+        "FinanceDashboard": _l("Finance dashboard"), "PostbackRejectionView": _l("Postback rejections"),
+        "DeveloperDesk": _l("Developer desk"), "PayoutReview": _l("Review queue"),
+        "PayoutAttention": _l("Needs attention"), "PayoutProviders": _l("Payout providers"),
+        "PayoutReport": _l("Payouts by day"), "PayoutView": _l("All payouts"),
+        "PayoutTechView": _l("Payouts (technical)"), "ClaimDesk": _l("Claims desk"),
+        "ClaimCredits": _l("Credits to approve"), "CustomerTimeline": _l("Customer search and timeline"),
+        "RegisterView": _l("Registration"), "ConfirmView": _l("E-mail confirmation"),
+        "PasswordView": _l("Password reset by e-mail"), "ReferralLinkView": _l("Referral links"),
+        "CustomerBlocking": _l("Blocking customers"), "ReferralReviews": _l("Self-referral reviews"),
+        "NetworkPostbackApi": _l("Network postbacks (API)"), "LinksApi": _l("Product links (API)"),
+        "CustomerApi": _l("Customer's data (API)"), "CustomerPayoutApi": _l("Customer's withdrawals (API)"),
+        "CustomerClaimApi": _l("Customer's claims (API)"), "ProviderCallbackApi": _l("Provider notifications (API)"),
+    },
 }
 
 
@@ -318,6 +386,93 @@ def actor_name(actor: str | None) -> str:
     if kind in ("user", "customer"):
         return who
     return actor
+
+
+def role_name(role: Any) -> str:
+    """A role as a person reads it (a role or its name): ``Admin`` → «Администратор»; a role
+    an administrator made up is shown as named."""
+    return label("role", getattr(role, "name", role))
+
+
+def roles(items: Any) -> str:
+    """A login's or group's roles: «Поддержка, Финансы» (an em dash for none)."""
+    return ", ".join(sorted(role_name(r) for r in items or ())) or EMPTY
+
+
+def names(items: Any) -> str:
+    """Related records (a role's users, a login's groups) by their names, an em dash for none."""
+    return ", ".join(str(item) for item in items or ()) or EMPTY
+
+
+def _menu_entries() -> dict[str, tuple[Any, bool]]:
+    """The app's menu: entry name → (its label, whether it is a section with entries)."""
+    if not has_app_context() or getattr(current_app, "appbuilder", None) is None:
+        return {}
+    extensions = current_app.extensions
+    if "cashback.menu_entries" not in extensions:
+        found: dict[str, tuple[Any, bool]] = {}
+
+        def visit(items) -> None:
+            for item in items:
+                found.setdefault(item.name, (item.label or item.name, bool(item.childs)))
+                visit(item.childs)
+
+        visit(current_app.appbuilder.menu.get_list())
+        extensions["cashback.menu_entries"] = found
+    return extensions["cashback.menu_entries"]
+
+
+def permission_name(name: str | None) -> str:
+    """What a permission lets a role do: ``can_list`` → «просмотр списка»."""
+    return label("permission", name)
+
+
+def view_menu_name(name: str | None) -> str:
+    """A view, an API or a menu entry that permissions name: ``CustomerView`` → «Клиенты»;
+    a menu entry (``Audit log``) reads as the menu shows it."""
+    from portal.i18n import _
+
+    if not name:
+        return EMPTY
+    if name in ENUMS["view"]:
+        return label("view", name)
+    entry = _menu_entries().get(name)
+    # FAB's own entries carry an English label that its navbar translates when shown
+    return _(str(entry[0])) if entry is not None else name
+
+
+def _is_menu_section(name: str) -> bool:
+    return _menu_entries().get(name, (None, False))[1]
+
+
+def _verb(pv: Any) -> str:
+    from portal.i18n import _
+
+    permission, view = pv.permission.name, pv.view_menu.name
+    return _("menu section") if permission == "menu_access" and _is_menu_section(view) else permission_name(permission)
+
+
+def permission_view_name(pv: Any) -> str:
+    """A permission on a view as a person reads it: ``can_list on CustomerView`` → «просмотр
+    списка — Клиенты», ``menu_access on Finance`` → «раздел меню — Финансы»."""
+    return f"{_verb(pv)} — {view_menu_name(pv.view_menu.name)}"
+
+
+def permission_sort_key(pv: Any) -> tuple[str, int, str]:
+    """Permissions listed by what they open, then by what they let do (in the order of the
+    ``permission`` table: list, show, add, edit, delete … menu)."""
+    verbs = list(ENUMS["permission"])
+    name = pv.permission.name
+    return (view_menu_name(pv.view_menu.name).casefold(), verbs.index(name) if name in verbs else len(verbs),
+            _verb(pv).casefold())
+
+
+def permission_views(items: Any) -> str:
+    """A role's permissions, one line per view: «Клиенты: просмотр списка, просмотр записи»."""
+    lines: dict[str, list[str]] = {}
+    for pv in sorted(items or (), key=permission_sort_key):
+        lines.setdefault(view_menu_name(pv.view_menu.name), []).append(_verb(pv))
+    return "\n".join(f"{view}: {', '.join(verbs)}" for view, verbs in lines.items()) or EMPTY
 
 
 #: The table a stored mapping's value goes through, by key (``state``: the first state table

@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from portal.errors import DomainError, error_body
 from portal.extensions import db
 from portal.services import customers, partners
+from portal.views import security as security_views
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,18 @@ def token_revoked(_jwt_header: dict, jwt_payload: dict) -> bool:
 class CashbackSecurityManager(SecurityManager):
     authdbview = AuthDBView
     security_api = SecurityApi
+    # FAB's security pages, labelled through the catalog and portal.labels (same class names:
+    # the permissions stored against them stay valid)
+    userdbmodelview = security_views.UserDBModelView
+    rolemodelview = security_views.RoleModelView
+    groupmodelview = security_views.UserGroupModelView
+    permissionmodelview = security_views.PermissionModelView
+    viewmenumodelview = security_views.ViewMenuModelView
+    permissionviewmodelview = security_views.PermissionViewModelView
+    userstatschartview = security_views.UserStatsChartView
+    resetmypasswordview = security_views.ResetMyPasswordView
+    resetpasswordview = security_views.ResetPasswordView
+    userinfoeditview = security_views.UserInfoEditView
 
     # --- permission checks: one query per request, not one per menu entry --------------------------
     # FAB asks the database once per ``has_access``: the navbar alone made 40-odd queries on every

@@ -81,3 +81,53 @@ def test_audit_log_lists_records_for_admin(app, client, make_user):
     response = client.get("/auditlogview/list/")
     assert response.status_code == 200
     assert b"ledger.adjustment.approved" in response.data and b"test reason" in response.data
+
+
+def test_every_permission_and_page_has_a_label(app_ctx):
+    """Each (permission, page) pair sync-roles creates reads as words in Russian: a new view,
+    action or menu entry without a label in ``portal.labels`` fails here (its stored name would
+    show on the roles pages)."""
+    from flask_babel import force_locale
+
+    from portal import labels
+
+    sm = app_ctx.appbuilder.sm
+    pairs = db.session.query(sm.permissionview_model).all()
+    assert len(pairs) > 100
+    with app_ctx.test_request_context("/"), force_locale("ru"):
+        unlabelled = sorted({pv.permission.name for pv in pairs
+                             if labels.permission_name(pv.permission.name) == pv.permission.name}
+                            | {pv.view_menu.name for pv in pairs
+                               if labels.view_menu_name(pv.view_menu.name) == pv.view_menu.name})
+        assert not unlabelled, f"no label in portal.labels for: {unlabelled}"
+        customers = sm.find_permission_view_menu("can_list", "CustomerView")
+        assert labels.permission_view_name(customers) == "просмотр списка — Клиенты"
+        finance = sm.find_permission_view_menu("menu_access", "Finance")
+        assert labels.permission_view_name(finance) == "раздел меню — Финансы"
+
+
+def test_security_pages_in_english_read_as_labels_and_keep_the_stored_names(app, client, make_user):
+    """The roles and users pages show permissions and roles by their labels in English too; the
+    stored names (which permission checks match) are untouched, and the role still works."""
+    make_user("root", "Admin")
+    make_user("helper", "Support")
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    login(client, "root")
+    with app.app_context():
+        sm = app.appbuilder.sm
+        support = sm.find_role("Support")
+        support_id = support.id
+        assert sm.find_permission_view_menu("can_list", "CustomerView") in support.permissions
+    shown = client.get(f"/roles/show/{support_id}").get_data(as_text=True)
+    assert "Customers: view the list, view a record, block and unblock, menu item" in shown
+    assert "can_list" not in shown and "can list on" not in shown and "CustomerView" not in shown
+    form = client.get(f"/roles/edit/{support_id}").get_data(as_text=True)
+    assert ">view the list — Customers<" in form and "can list on" not in form
+    users = client.get("/users/list/").get_data(as_text=True)
+    assert "User accounts" in users and "Administrator" in users and "[Support]" not in users
+    assert ">True<" not in users
+    # the labels changed nothing: the Support login still reaches its pages, and only those
+    helper = app.test_client()
+    login(helper, "helper")
+    assert helper.get("/customerview/list/").status_code == 200
+    assert helper.get("/users/list/").status_code == 403
