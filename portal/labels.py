@@ -26,7 +26,7 @@ from flask import Flask, current_app, has_app_context
 from portal.i18n import _l
 
 __all__ = ["ENUMS", "label", "column", "shown", "provider_name", "yes_no", "country", "account_name", "account_owner", "actor_name", "mapping",
-           "role_name", "roles", "names", "permission_name", "view_menu_name", "permission_view_name",
+           "full_name", "last_name", "person", "role_name", "roles", "names", "permission_name", "view_menu_name", "permission_view_name",
            "permission_views", "init_app"]
 
 EMPTY = "—"
@@ -394,6 +394,21 @@ def role_name(role: Any) -> str:
     return label("role", getattr(role, "name", role))
 
 
+#: What logins made before it was left empty hold as a last name (``ab_user.last_name`` is NOT NULL).
+NO_LAST_NAME = "-"
+
+
+def full_name(user: Any) -> str:
+    """A login's name as a person reads it: «Анна», never «Анна -» (a one-word name)."""
+    last = (user.last_name or "").strip()
+    return " ".join(part for part in ((user.first_name or "").strip(), "" if last == NO_LAST_NAME else last) if part)
+
+
+def last_name(value: Any) -> str:
+    """A login's last name as a column shows it: nothing stored (or the old ``-``) is an em dash."""
+    return EMPTY if not value or value.strip() == NO_LAST_NAME else value
+
+
 def roles(items: Any) -> str:
     """A login's or group's roles: «Поддержка, Финансы» (an em dash for none)."""
     return ", ".join(sorted(role_name(r) for r in items or ())) or EMPTY
@@ -401,7 +416,12 @@ def roles(items: Any) -> str:
 
 def names(items: Any) -> str:
     """Related records (a role's users, a login's groups) by their names, an em dash for none."""
-    return ", ".join(str(item) for item in items or ()) or EMPTY
+    return ", ".join(full_name(item) if hasattr(item, "first_name") else str(item) for item in items or ()) or EMPTY
+
+
+def person(user: Any) -> str:
+    """One login (who created or changed a record) by its name, an em dash for nobody."""
+    return full_name(user) if user is not None else EMPTY
 
 
 def _menu_entries() -> dict[str, tuple[Any, bool]]:
@@ -513,6 +533,6 @@ NAMED: dict[str, Callable[[str], str]] = {"provider": provider_name, "country": 
 def init_app(app: Flask) -> None:
     """``label``, ``provider_name`` and ``yes_no`` as Jinja globals (and filters)."""
     helpers = {"label": label, "provider_name": provider_name, "yes_no": yes_no, "country": country,
-               "mapping": mapping, "field_value": field_value}
+               "mapping": mapping, "field_value": field_value, "full_name": full_name}
     app.jinja_env.globals.update(helpers)
     app.jinja_env.filters.update(helpers)

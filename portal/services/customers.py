@@ -27,7 +27,7 @@ def create_customer(session: Session, security_manager, *, email: str, name: str
         raise EmailTaken()
     first, _, last = (name.strip() or email.split("@")[0]).partition(" ")
     user = security_manager.add_user(
-        username=email, first_name=first, last_name=last or "-", email=email,
+        username=email, first_name=first, last_name=last, email=email,
         role=security_manager.find_role("Customer"), password=password, commit=False,
     )
     if not user:

@@ -231,7 +231,7 @@ def login_partner(session: Session, sm, info: PartnerInfo) -> Customer:
             if sm.find_user(username=customer.email) is not None or sm.find_user(email=customer.email) is not None:
                 raise PartnerLoginRefused()
             first, _, last = (info.name or customer.email.split("@")[0]).partition(" ")
-            user = sm.add_user(username=customer.email, first_name=first, last_name=last or "-",
+            user = sm.add_user(username=customer.email, first_name=first, last_name=last,
                                email=customer.email, role=customer_role, password=secrets.token_urlsafe(32),
                                commit=False)
             if not user:

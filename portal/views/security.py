@@ -31,7 +31,7 @@ from flask_appbuilder.validators import PasswordComplexityValidator
 from flask_appbuilder.widgets import ListWidget, ShowWidget
 from markupsafe import Markup
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, ValidationError
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
 from portal import labels
 from portal.formatting import list_formatters
@@ -59,7 +59,19 @@ USER_DESCRIPTIONS = {
     "groups": _l("Groups give their roles to every member"),
 }
 USER_FORMATTERS = {**list_formatters(time_columns=["last_login", "created_on", "changed_on"]),
-                   "roles": labels.roles, "groups": labels.names}
+                   "roles": labels.roles, "groups": labels.names, "last_name": labels.last_name,
+                   "created_by": labels.person, "changed_by": labels.person}
+
+
+def _no_dash(value):
+    """A login made with a one-word name holds ``-`` as its last name: the form shows it empty."""
+    return "" if value is not None and value.strip() == labels.NO_LAST_NAME else value
+
+
+def _last_name_field():
+    """The last name, optional (FAB asks for one: its column is NOT NULL; an empty one is stored as '')."""
+    return StringField(USER_LABELS["last_name"], description=USER_DESCRIPTIONS["last_name"],
+                       validators=[Optional(), Length(max=64)], filters=[_no_dash], widget=BS3TextFieldWidget())
 
 
 def one_role_or_group(form, field):
@@ -93,7 +105,8 @@ class UserDBModelView(FabUserDBModelView, PortalModelView):
     formatters_columns = USER_FORMATTERS
     relation_labels = {"roles": labels.role_name}
     validators_columns = {"roles": [one_role_or_group], "groups": [one_role_or_group]}
-    add_form_extra_fields = _password_fields()
+    add_form_extra_fields = {**_password_fields(), "last_name": _last_name_field()}
+    edit_form_extra_fields = {"last_name": _last_name_field()}
     show_fieldsets = [
         (_l("Login details"), {"fields": ["username", "active", "roles", "login_count"]}),
         (_l("Person"), {"fields": ["first_name", "last_name", "email"], "expanded": True}),
@@ -134,7 +147,7 @@ class UserGroupModelView(FabUserGroupModelView, PortalModelView):
                      "users": _l("Users"), "roles": _l("Roles")}
     description_columns = {"roles": _l("Every member of the group gets these roles")}
     formatters_columns = {"roles": labels.roles, "users": labels.names}
-    relation_labels = {"roles": labels.role_name}
+    relation_labels = {"roles": labels.role_name, "users": labels.full_name}
 
 
 class PermissionModelView(FabPermissionModelView, PortalModelView):
@@ -190,8 +203,8 @@ class PasswordForm(DynamicForm):
 class UserInfoForm(DynamicForm):
     first_name = StringField(USER_LABELS["first_name"], validators=[DataRequired()], widget=BS3TextFieldWidget(),
                              description=USER_DESCRIPTIONS["first_name"])
-    last_name = StringField(USER_LABELS["last_name"], widget=BS3TextFieldWidget(),
-                            description=USER_DESCRIPTIONS["last_name"])
+    last_name = StringField(USER_LABELS["last_name"], validators=[Optional(), Length(max=64)], filters=[_no_dash],
+                            widget=BS3TextFieldWidget(), description=USER_DESCRIPTIONS["last_name"])
 
 
 class ResetMyPasswordView(FabResetMyPasswordView):

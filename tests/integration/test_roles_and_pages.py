@@ -131,3 +131,38 @@ def test_security_pages_in_english_read_as_labels_and_keep_the_stored_names(app,
     login(helper, "helper")
     assert helper.get("/customerview/list/").status_code == 200
     assert helper.get("/users/list/").status_code == 403
+
+
+def test_a_one_word_name_has_no_dash_for_a_last_name(app, client, make_user):
+    """A customer registered as «Анна» is «Анна» in the navbar and on the user pages, never «Анна -»;
+    a login stored with the old ``-`` reads the same, and its edit form shows the last name empty."""
+    from portal.services import customers
+    from portal.services.audit import Actor
+
+    make_user("root", "Admin")
+    with app.app_context():
+        customer = customers.create_customer(db.session, app.appbuilder.sm, email="anna@test.local", name="Анна",
+                                             password="pw-" + "x" * 8, actor=Actor.system("test"))
+        old = app.appbuilder.sm.add_user(username="olga", first_name="Ольга", last_name="-", email="olga@test.local",
+                                         role=app.appbuilder.sm.find_role("Support"), password="pw-" + "x" * 8)
+        db.session.commit()
+        anna_id, olga_id = customer.user_id, old.id
+        assert customer.user.last_name == ""
+    anna = app.test_client()
+    login(anna, "anna@test.local")
+    page = anna.get("/cabinet/").get_data(as_text=True)
+    assert '<span class="navbar-user-name">Анна</span>' in page
+    login(client, "root")
+    for user_id in (anna_id, olga_id):
+        shown = client.get(f"/users/show/{user_id}").get_data(as_text=True)
+        assert ">-<" not in shown and " -<" not in shown
+    form = client.get(f"/users/edit/{olga_id}").get_data(as_text=True)
+    assert 'name="last_name"' in form and 'value="-"' not in form
+    with app.app_context():
+        support_id = app.appbuilder.sm.find_role("Support").id
+    response = client.post(f"/users/edit/{olga_id}", data={"first_name": "Ольга", "last_name": "", "username": "olga",
+                                                         "email": "olga@test.local", "active": "y",
+                                                         "roles": [str(support_id)]})
+    assert response.status_code == 302  # saved without a last name
+    with app.app_context():
+        assert app.appbuilder.sm.get_user_by_id(olga_id).last_name == ""
