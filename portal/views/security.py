@@ -14,6 +14,8 @@ instead of FAB's.  What changes is what a person reads:
 """
 from __future__ import annotations
 
+from flask import redirect
+from flask_appbuilder.actions import action
 from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
 from flask_appbuilder.forms import DynamicForm
 from flask_appbuilder.security.forms import roles_or_groups_required
@@ -35,7 +37,7 @@ from wtforms.validators import DataRequired, EqualTo, Length, Optional, Validati
 
 from portal import labels
 from portal.formatting import list_formatters
-from portal.i18n import _l
+from portal.i18n import _, _l
 from portal.views.model_view import PortalModelView, RelationLabels
 
 #: A login's fields, everywhere they are shown or asked for.
@@ -136,6 +138,15 @@ class RoleModelView(FabRoleModelView, PortalModelView):
                           "user": labels.names, "groups": labels.names}
     relation_labels = {"permissions": labels.permission_view_name}
     relation_order = {"permissions": labels.permission_sort_key}
+
+    @action("copyrole", _l("Copy Role"), _l("Copy the selected roles?"), icon="fa-copy", single=False)
+    def copy_role(self, items):
+        """FAB's copy, named in the reader's language: «Поддержка (копия)», not «Support copy»."""
+        self.update_redirect()
+        for item in items:
+            self.datamodel.add(item.__class__(name=_("%(role)s (copy)", role=labels.role_name(item)),
+                                              permissions=list(item.permissions)))
+        return redirect(self.get_redirect())
 
 
 class UserGroupModelView(FabUserGroupModelView, PortalModelView):

@@ -166,3 +166,26 @@ def test_a_one_word_name_has_no_dash_for_a_last_name(app, client, make_user):
     assert response.status_code == 302  # saved without a last name
     with app.app_context():
         assert app.appbuilder.sm.get_user_by_id(olga_id).last_name == ""
+
+
+def test_copying_a_role_names_the_copy_in_the_readers_language(app, client, make_user):
+    """FAB's «copy role» action: «Поддержка (копия)» with the same permissions, not «Support copy»."""
+    make_user("root", "Admin")
+    login(client, "root")
+    sm = app.appbuilder.sm
+    with app.app_context():
+        support = sm.find_role("Support")
+        support_id, wanted = support.id, {pv.id for pv in support.permissions}
+    try:
+        response = client.post("/roles/action_post", data={"action": "copyrole", "rowid": [str(support_id)]})
+        assert response.status_code == 302
+        with app.app_context():
+            copy = sm.find_role("Поддержка (копия)")
+            assert copy is not None and {pv.id for pv in copy.permissions} == wanted
+            assert {pv.id for pv in sm.find_role("Support").permissions} == wanted
+    finally:  # roles outlive a test's data: the copy goes
+        with app.app_context():
+            copy = sm.find_role("Поддержка (копия)")
+            if copy is not None:
+                db.session.delete(copy)
+                db.session.commit()
