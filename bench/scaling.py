@@ -40,6 +40,11 @@ def run(args: list[str], pattern: re.Pattern) -> tuple[float | None, str]:
     return (float(match.group(1)) if match else None), out
 
 
+def _figure(value: float | None, width: int, places: int) -> str:
+    """A measured figure, or "-" for one not measured (skipped, or the bench printed none)."""
+    return f"{value:>{width}.{places}f}" if value is not None else f"{'-':>{width}}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="1,2,4", help="worker process counts; the first is the baseline")
@@ -63,14 +68,15 @@ def main() -> int:
                 failed = True
                 print(f"--- {name} bench with {n} workers printed no figure:\n{out[-3000:]}")
         rows.append((n, payouts, postbacks))
-        print(f"{n} worker process(es): {payouts or 0:8.1f} payouts/s   {postbacks or 0:8.0f} postbacks/s", flush=True)
+        print(f"{n} worker process(es): {_figure(payouts, 8, 1)} payouts/s   {_figure(postbacks, 8, 0)} postbacks/s",
+              flush=True)
     base_n, base_p, base_b = rows[0]
     print(f"\nscaling against {base_n} worker process(es) in this run (cores here: {os.cpu_count()}):")
     print(f"{'workers':>8} {'payouts/s':>10} {'ratio':>6} {'postbacks/s':>12} {'ratio':>6}")
     for n, p, b in rows:
         rp = f"{p / base_p:6.2f}" if p and base_p else "     -"
         rb = f"{b / base_b:6.2f}" if b and base_b else "     -"
-        print(f"{n:>8} {p or 0:>10.1f} {rp} {b or 0:>12.0f} {rb}")
+        print(f"{n:>8} {_figure(p, 10, 1)} {rp} {_figure(b, 12, 0)} {rb}")
     last_n, last_p, _ = rows[-1]
     if last_n != base_n:
         ratio = f"{last_p / base_p:.2f}" if last_p and base_p else "-"
