@@ -338,20 +338,20 @@ def _pg_array(values) -> str:
                           for v in values) + "}"
 
 
-def _post_postgres(session, kind, reference, legs, actor, memo) -> tuple[int, bool]:
+def pg_post_arguments(legs: Sequence[Leg]) -> tuple:
+    """``ledger_post_named()``'s leg arguments (after ``p_created_at``) for ``legs``: for a
+    server-side function that posts as part of its work (``payout_apply_success``); the caller
+    has validated them (:func:`validate_legs`)."""
     keys = [l.account for l in legs]
+    return (_pg_array(k.name for k in keys), _pg_array(k.currency for k in keys),
+            _pg_array(to_micros(l.amount) for l in legs), _pg_array(_guard(k) for k in keys),
+            _pg_array(k.kind for k in keys), _pg_array(k.customer_id for k in keys), _hot_shards())
+
+
+def _post_postgres(session, kind, reference, legs, actor, memo) -> tuple[int, bool]:
     cursor = session.connection().connection.cursor()
     try:
-        cursor.execute(_PG_POST, (
-            kind, reference, actor.label, memo, utcnow(),
-            _pg_array(k.name for k in keys),
-            _pg_array(k.currency for k in keys),
-            _pg_array(to_micros(l.amount) for l in legs),
-            _pg_array(_guard(k) for k in keys),
-            _pg_array(k.kind for k in keys),
-            _pg_array(k.customer_id for k in keys),
-            _hot_shards(),
-        ))
+        cursor.execute(_PG_POST, (kind, reference, actor.label, memo, utcnow(), *pg_post_arguments(legs)))
         posting_id, created, refused_leg, refused_balance = cursor.fetchone()
     finally:
         cursor.close()

@@ -26,6 +26,7 @@ answer about the same key moves it on (``apply_result``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
@@ -43,7 +44,7 @@ from portal.i18n import _l
 from portal.models import (Account, Claim, ClaimCredit, Customer, Entry, Payout, PayoutApproval, PayoutAttempt,
                            Order, PayoutDetails, Posting, ProviderState, ReconImport, ReconLine)
 from portal.models.payouts import mask
-from portal.models.types import utcnow
+from portal.models.types import to_micros, utcnow
 from portal.services import audit, fx, ledger
 from portal.services.audit import Actor
 from portal.services.ledger import Leg, customer_account, system_account, transfer
@@ -615,24 +616,87 @@ def apply_result(session: Session, attempt_id: int, result: Result, *, config: M
     return payout
 
 
+@dataclass(frozen=True)
+class PaidFacts:
+    """What a payout's success posting needs, read when its attempt was claimed (none of it
+    changes once a payout is approved): :func:`apply_success` needs no read of its own."""
+    payout_id: int
+    customer_id: int
+    provider_code: str
+    amount_usd: Decimal
+    fx_rate: Decimal | None
+    fee: Decimal | None  # quoted; the provider's own fee, when it says one, wins
+
+    @classmethod
+    def of(cls, payout: Payout) -> "PaidFacts":
+        return cls(payout.id, payout.customer_id, payout.provider_code, payout.amount_usd, payout.fx_rate, payout.fee)
+
+
+def apply_success(session: Session, attempt_id: int, result: Result, facts: PaidFacts, *,
+                  actor: Actor = Actor.system("worker"), now: dt.datetime | None = None) -> bool:
+    """The common "succeeded" in one round trip: ``payout_apply_success()`` (migration 0015) moves
+    the attempt and the payout, writes the audit record and the posting — exactly what
+    :func:`apply_result` writes for it — when the attempt is the newest of a ``submitting``
+    payout and the provider's breaker is closed with no failures.  False when that is not
+    the case (nothing written) or off PostgreSQL: call :func:`apply_result`."""
+    if result.status is not PayoutStatus.SUCCEEDED or result.error is not None \
+            or session.get_bind().dialect.name != "postgresql":
+        return False
+    now = now or utcnow()
+    fee = result.fee if result.fee is not None else facts.fee
+    legs = _paid_legs(facts, fee)
+    ledger.validate_legs(legs)
+    reference = f"payout:{facts.payout_id}:paid"
+    cursor = session.connection().connection.cursor()  # the session's transaction, no ORM work
+    try:
+        cursor.execute(_PG_APPLY_SUCCESS, (
+            attempt_id, (result.raw_message or "")[:1000], result.provider_reference or None,
+            None if fee is None else to_micros(fee), now, actor.label,
+            json.dumps(audit._jsonable({"state": "succeeded", "fee": fee})),
+            "payout.succeeded", reference, "", *ledger.pg_post_arguments(legs)))
+        posting_id, created = cursor.fetchone()
+    finally:
+        cursor.close()
+    if posting_id is None:
+        return False
+    if not created and not ledger._same_legs(session, posting_id, "payout.succeeded", legs):
+        raise ledger.ReferenceConflict(reference=reference)
+    if created:
+        observability.count_on_commit(session, observability.LEDGER_POSTINGS, kind="payout.succeeded")
+    observability.count_on_commit(session, observability.PAYOUTS_FINISHED, provider=facts.provider_code,
+                                  state="succeeded")
+    return True
+
+
+_PG_APPLY_SUCCESS = (
+    "SELECT posting_id, created FROM payout_apply_success(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+    "%s::text[], %s::text[], %s::bigint[], %s::smallint[], %s::text[], %s::integer[], %s)"
+)
+
+
+def _paid_legs(facts: PaidFacts, fee: Decimal | None) -> list[Leg]:
+    """One posting: the customer's held amount and our fee both leave the provider float."""
+    fee_usd = _in_usd(fee or Decimal(0), facts.fx_rate)
+    legs = [Leg(customer_account(facts.customer_id, "on_hold"), -facts.amount_usd),
+            Leg(system_account("provider_float", "USD", facts.provider_code), facts.amount_usd + fee_usd)]
+    if fee_usd > 0:
+        legs.append(Leg(system_account("fees_expense"), -fee_usd))
+    return legs
+
+
 def _succeed(session: Session, payout: Payout, result: Result, actor: Actor) -> None:
     fee = result.fee if result.fee is not None else payout.fee
     payout.fee = fee
     payout.needs_attention = False
     _move(session, payout, "succeeded", actor, fee=fee)
-    # one posting: the customer's held amount and our fee both leave the provider float
-    fee_usd = _in_usd(fee or Decimal(0), payout)
-    legs = [Leg(customer_account(payout.customer_id, "on_hold"), -payout.amount_usd),
-            Leg(system_account("provider_float", "USD", payout.provider_code), payout.amount_usd + fee_usd)]
-    if fee_usd > 0:
-        legs.append(Leg(system_account("fees_expense"), -fee_usd))
-    ledger.post(session, kind="payout.succeeded", reference=f"payout:{payout.id}:paid", actor=actor, legs=legs)
+    ledger.post(session, kind="payout.succeeded", reference=f"payout:{payout.id}:paid", actor=actor,
+                legs=_paid_legs(PaidFacts.of(payout), fee))
 
 
-def _in_usd(amount: Decimal, payout: Payout) -> Decimal:
-    if payout.fx_rate is None:
+def _in_usd(amount: Decimal, fx_rate: Decimal | None) -> Decimal:
+    if fx_rate is None:
         return amount
-    return (amount / payout.fx_rate).quantize(LEDGER_QUANTUM, rounding=ROUND_DOWN)
+    return (amount / fx_rate).quantize(LEDGER_QUANTUM, rounding=ROUND_DOWN)
 
 
 def _fail(session: Session, payout: Payout, code: str, message: str, actor: Actor) -> None:

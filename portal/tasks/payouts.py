@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from flask import current_app
 
-from plugins import ErrorCode, PayoutStatus, Result
+from plugins import ErrorCode, PayoutProvider, PayoutRequest, PayoutStatus, Result
 from portal import observability, providers
 from portal.errors import NotFound
 from portal.extensions import db
@@ -73,11 +74,21 @@ def _call(fn, *args) -> Result:
         return result
 
 
-@job
-def submit_payout(payout_id: int) -> str:
-    """Send an approved payout: a new attempt (committed first), the call, the result."""
+@dataclass(frozen=True)
+class Claimed:
+    """An attempt claimed and committed: what the provider call and its result need."""
+    payout_id: int
+    attempt_id: int
+    number: int
+    provider: PayoutProvider
+    request: PayoutRequest
+    facts: payouts.PaidFacts
+
+
+def claim_submit(payout_id: int) -> Claimed | str:
+    """The first step of a submit: a new attempt with its key, committed (the key is durable
+    before the provider hears of it); "missing" or "skipped" when there is nothing to send."""
     session = db.session
-    config = current_app.config
     try:  # one statement locks the payout and reads what the claim needs
         attempt = payouts.start_attempt(session, payout_id, provider_for=providers.provider)
     except NotFound:
@@ -87,19 +98,46 @@ def submit_payout(payout_id: int) -> str:
         session.rollback()
         return "skipped"
     payout = attempt.payout  # read with the lock: no statement
-    provider = providers.provider(payout.provider_code)
-    request, attempt_id, number = payouts.payout_request(payout, attempt), attempt.id, attempt.number
-    session.commit()  # the key is durable before the provider hears of it
-    log.info("Payout %s: attempt %s submitting with key %s", payout_id, number,
-             observability.key_hint(request.idempotency_key))
-    result = _call(provider.submit, request, request.idempotency_key)
-    now = utcnow()
-    payout = payouts.apply_result(session, attempt_id, result, config=config, now=now)
-    _follow_up(session, payout, attempt, now)
-    state = payout.state  # read before the commit expires it (no statement to read it back)
+    claimed = Claimed(payout_id, attempt.id, attempt.number, providers.provider(payout.provider_code),
+                      payouts.payout_request(payout, attempt), payouts.PaidFacts.of(payout))
     session.commit()
-    log.info("Payout %s: %s (%s)", payout_id, state, result.error.value if result.error else result.status.value)
+    log.info("Payout %s: attempt %s submitting with key %s", payout_id, claimed.number,
+             observability.key_hint(claimed.request.idempotency_key))
+    return claimed
+
+
+def call_submit(claimed: Claimed) -> Result:
+    """The provider call of a claimed attempt (no transaction of ours is open meanwhile)."""
+    return _call(claimed.provider.submit, claimed.request, claimed.request.idempotency_key)
+
+
+def finish_submit(claimed: Claimed, result: Result) -> str:
+    """The provider's answer applied to the claimed attempt and its payout, the next step
+    scheduled, committed; the payout's state."""
+    session = db.session
+    now = utcnow()
+    if payouts.apply_success(session, claimed.attempt_id, result, claimed.facts, now=now):
+        state = "succeeded"  # the common case, in one round trip (PostgreSQL): nothing follows
+    else:
+        payout = payouts.apply_result(session, claimed.attempt_id, result, config=current_app.config, now=now)
+        attempt = session.get(PayoutAttempt, claimed.attempt_id)  # read by apply_result: no statement
+        _follow_up(session, payout, attempt, now)
+        state = payout.state  # read before the commit expires it (no statement to read it back)
+    session.commit()
+    log.info("Payout %s: %s (%s)", claimed.payout_id, state,
+             result.error.value if result.error else result.status.value)
     return state
+
+
+@job
+def submit_payout(payout_id: int) -> str:
+    """Send an approved payout: a new attempt (committed first), the call, the result.
+    (``cashback worker`` runs the three steps itself, overlapping one payout's database work
+    with the previous payout's provider call: ``portal.tasks.worker``.)"""
+    claimed = claim_submit(payout_id)
+    if isinstance(claimed, str):
+        return claimed
+    return finish_submit(claimed, call_submit(claimed))
 
 
 @job
@@ -119,6 +157,7 @@ def check_attempt(attempt_id: int, after_callback: bool = False) -> str:
         return "no provider"
     attempt.checks += 1
     request = payouts.payout_request(payout, attempt)  # before the commit expires both rows
+    facts = payouts.PaidFacts.of(payout)
     session.commit()
     result = _call(provider.status, request.idempotency_key, request)
     # (attempt.status is read afresh only in this rare case)
@@ -127,6 +166,9 @@ def check_attempt(attempt_id: int, after_callback: bool = False) -> str:
                  request.metadata["payout_id"], observability.key_hint(request.idempotency_key))
         result = _call(provider.submit, request, request.idempotency_key)
     now = utcnow()
+    if payouts.apply_success(session, attempt_id, result, facts, now=now):  # the common case, one round trip
+        session.commit()
+        return "succeeded"
     payout = payouts.apply_result(session, attempt_id, result, config=config, now=now)  # re-reads `attempt`
     if attempt.status in IN_FLIGHT and attempt.checks >= int(config["PAYOUT_MAX_CHECKS"]):
         payout.needs_attention = True  # Finance's "fix state" now

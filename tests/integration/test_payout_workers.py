@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from decimal import Decimal
@@ -171,6 +172,43 @@ def test_two_workers_pay_every_payout_exactly_once(rq_app, funded, workers, test
     transfers = testbank.ledger.transfers()
     assert len(transfers) == 6 and len({t.handle for t in transfers}) == 6
     with rq_app.app_context():
+        assert ledger.verify(db.session).ok
+        db.session.remove()
+
+
+def test_a_worker_claims_the_next_payout_while_one_call_is_in_flight(rq_app, funded, workers, testbank,
+                                                                    monkeypatch):
+    """Submits waiting in the queue: the worker claims payout N+1 (its key committed) and applies
+    N's answer around N's provider call, yet never has two calls in flight; each paid once."""
+    in_flight, most, lock = 0, 0, threading.Lock()
+    serve = testbank._serve
+
+    def counted(request):
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+        try:
+            return serve(request)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    monkeypatch.setattr(testbank, "_serve", counted)
+    monkeypatch.setattr(testbank, "settle_at_once", True)  # the submit's answer is final: no status check
+    testbank.inject(latency=0.3)
+    ids = [request(rq_app, cid) for cid in range(1, 7)]  # all queued before the worker starts
+    workers.start(1)
+    states = wait_for(rq_app, ids)
+    assert set(states.values()) == {"succeeded"}, states
+    assert most == 1  # one provider call at a time per worker
+    with rq_app.app_context():
+        rows = db.session.execute(sa.select(PayoutAttempt, Payout.finished_at).join(
+            Payout, Payout.id == PayoutAttempt.payout_id).order_by(PayoutAttempt.created_at)).all()
+        assert [a.number for a, _ in rows] == [1] * 6
+        assert {t.handle for t in testbank.ledger.transfers()} == {a.idempotency_key for a, _ in rows}
+        # the next payout was claimed before the previous one's answer was applied
+        assert all(nxt.created_at < finished for (_, finished), (nxt, _) in zip(rows, rows[1:]))
         assert ledger.verify(db.session).ok
         db.session.remove()
 

@@ -417,3 +417,64 @@ def test_provider_callback_is_a_hint_that_triggers_a_status_check(app, session, 
     session.expire_all()
     assert session.get(Payout, payout.id).state == "reversed" and balances(session)["available"] == D("5.00")
     assert client.post("/api/v1/providers/nope/callback", data=b"{}").status_code == 404
+
+
+def _paid_rows(session, payout_id):
+    """What a success wrote: attempt, payout, audit record, posting legs (ids and times left out)."""
+    session.expire_all()
+    payout = session.get(Payout, payout_id)
+    attempt = payout.attempts[-1]
+    audit_rows = session.execute(sa.select(AuditRecord).where(
+        AuditRecord.object_type == "payout", AuditRecord.object_id == str(payout_id),
+        AuditRecord.action == "payout.succeeded")).scalars().all()
+    from portal.models import Account, Entry, Posting
+
+    legs = session.execute(sa.select(Account.name, Entry.amount).join(Entry, Entry.account_id == Account.id)
+                           .join(Posting, Posting.id == Entry.posting_id)
+                           .where(Posting.reference == f"payout:{payout_id}:paid").order_by(Account.name)).all()
+    return ((attempt.status, attempt.error_code, attempt.raw_message, bool(attempt.provider_reference),
+             attempt.next_check_at),
+            (payout.state, payout.fee, payout.needs_attention, payout.finished_at is not None),
+            [(a.actor, a.before, a.after, a.reason) for a in audit_rows],
+            [(name.replace(f":{payout.customer_id}:", ":C:"), amount) for name, amount in legs])
+
+
+def test_the_one_round_trip_success_writes_what_the_python_path_writes(app, session, world, testbank, monkeypatch):
+    """payout_apply_success() (PostgreSQL) and apply_result() leave the same rows for a "succeeded"."""
+    testbank.settle_at_once = True
+    try:
+        seen, real = [], payouts.apply_success
+        monkeypatch.setattr(payouts, "apply_success", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+        fast = withdraw(session, app, key="fast").payout.id
+        assert jobs.submit_payout(fast) == "succeeded"
+        assert seen == [True]  # PostgreSQL: the function applied it
+        monkeypatch.setattr(payouts, "apply_success", lambda *a, **k: False)
+        slow = withdraw(session, app, key="slow").payout.id
+        assert jobs.submit_payout(slow) == "succeeded"
+    finally:
+        testbank.settle_at_once = False
+    assert _paid_rows(session, fast) == _paid_rows(session, slow)
+    assert _paid_rows(session, fast)[1][1] is not None  # the provider's fee was kept
+
+
+def test_the_one_round_trip_success_leaves_an_uncommon_case_to_python(app, session, world, testbank):
+    """A breaker that counted a failure: the function writes nothing; apply_result decides (and resets it)."""
+    from plugins import PayoutStatus, Result
+
+    testbank.settle_at_once = True
+    try:
+        payout_id = withdraw(session, app, key="k1").payout.id
+        claimed = jobs.claim_submit(payout_id)
+        state = payouts.provider_state(session, "test", lock=True)
+        state.consecutive_failures = 1
+        session.commit()
+        result = Result(status=PayoutStatus.SUCCEEDED, raw_message="paid")
+        assert payouts.apply_success(session, claimed.attempt_id, result, claimed.facts) is False
+        assert session.get(PayoutAttempt, claimed.attempt_id).status == "submitting"  # nothing written
+        session.rollback()
+        result = jobs.call_submit(claimed)
+        assert jobs.finish_submit(claimed, result) == "succeeded"
+        session.expire_all()
+        assert payouts.provider_state(session, "test").consecutive_failures == 0
+    finally:
+        testbank.settle_at_once = False
