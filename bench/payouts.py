@@ -294,8 +294,12 @@ def main() -> int:
     try:
         settings = {args.provider: {"base_url": sandbox.url + suffix, "read_timeout": 10}}
         if args.provider == "qiwi":  # our budget follows the sandbox's limit
+            # A check searches the history's newest pages (5 x 50 rows by default): the workers
+            # submit every payout before the checks run (the submit queue comes first), so the
+            # oldest are that many payments deep: search pages enough for the whole run.
             settings["qiwi"].update(history_limit_per_minute=args.qiwi_history_per_minute,
-                                    history_budget_per_minute=args.qiwi_history_per_minute)
+                                    history_budget_per_minute=args.qiwi_history_per_minute,
+                                    history_pages=min(100, max(5, args.payouts // 50 + 2)))
         t_setup = time.perf_counter()
         ids, app = _setup(url, settings, args.payouts, prefix, args.redis_url, args.provider)
         setup_s = time.perf_counter() - t_setup
