@@ -44,7 +44,7 @@ from portal.i18n import _l
 from portal.models import (Account, Claim, ClaimCredit, Customer, Entry, Payout, PayoutApproval, PayoutAttempt,
                            Order, PayoutDetails, Posting, ProviderState, ReconImport, ReconLine)
 from portal.models.payouts import mask
-from portal.models.types import to_micros, utcnow
+from portal.models.types import from_micros, to_micros, utcnow
 from portal.services import audit, fx, ledger
 from portal.services.audit import Actor
 from portal.services.ledger import Leg, customer_account, system_account, transfer
@@ -496,10 +496,66 @@ def new_attempt_key(payout_id: int, number: int) -> str:
 
 
 def payout_request(payout: Payout, attempt: PayoutAttempt) -> PayoutRequest:
-    return PayoutRequest(idempotency_key=attempt.idempotency_key,
-                         amount=payable(payout.payout_amount, payout.payout_currency),  # exact: 2 places
-                         currency=payout.payout_currency, account=payout.account,
-                         description=f"Cashback payout {payout.id}", metadata={"payout_id": str(payout.id)})
+    return _request(payout.id, attempt.idempotency_key, payout.payout_amount, payout.payout_currency, payout.account)
+
+
+def _request(payout_id: int, key: str, amount: Decimal, currency: str, account: str) -> PayoutRequest:
+    return PayoutRequest(idempotency_key=key, amount=payable(amount, currency),  # exact: 2 places
+                         currency=currency, account=account,
+                         description=f"Cashback payout {payout_id}", metadata={"payout_id": str(payout_id)})
+
+
+@dataclass(frozen=True)
+class ClaimedAttempt:
+    """An attempt a worker claimed (not committed yet): the call's request, the success's facts."""
+    attempt_id: int
+    number: int
+    request: PayoutRequest
+    facts: "PaidFacts"
+
+
+_PG_CLAIM = ("SELECT outcome, attempt_id, attempt_number, idempotency_key, customer_id, provider_code, account, "
+             "amount_usd, payout_currency, payout_amount, fx_rate, fee FROM payout_claim(%s, %s, %s, %s, %s::text[])")
+
+
+def _claim_postgres(session: Session, payout_id: int, providers: Mapping[str, PayoutProvider],
+                    now: dt.datetime) -> ClaimedAttempt | str | None:
+    codes = ledger._pg_array(code for code, p in providers.items() if p is not None and p.enabled)
+    cursor = session.connection().connection.cursor()  # the session's transaction, no ORM work
+    try:
+        cursor.execute(_PG_CLAIM, (payout_id, secrets.token_hex(8), now, Actor.system("worker").label, codes))
+        (outcome, attempt_id, number, key, customer_id, code, account, amount_usd, currency, amount, fx_rate,
+         fee) = cursor.fetchone()
+    finally:
+        cursor.close()
+    if outcome != "claimed":
+        return outcome
+    money = {name: None if v is None else from_micros(v)
+             for name, v in (("amount_usd", amount_usd), ("amount", amount), ("fx_rate", fx_rate), ("fee", fee))}
+    return ClaimedAttempt(attempt_id, number, _request(payout_id, key, money["amount"], currency, account),
+                 PaidFacts(payout_id, customer_id, code, money["amount_usd"], money["fx_rate"], money["fee"]))
+
+
+def claim_attempt(session: Session, payout_id: int, *, providers: Mapping[str, PayoutProvider],
+                  now: dt.datetime | None = None) -> ClaimedAttempt | str:
+    """Claim an approved payout for sending (a worker's submit; commit before the call):
+    :func:`start_attempt`'s new attempt, key, state and audit record — on PostgreSQL in one
+    round trip, ``payout_claim()`` (migration 0016).  "missing" (no such payout) or "skipped"
+    (nothing to send now) instead of a claim.  ``providers``: the loaded plugins by code."""
+    now = now or utcnow()
+    if session.get_bind().dialect.name == "postgresql":
+        claim = _claim_postgres(session, payout_id, providers, now)
+        if claim is not None:
+            return claim
+        # the provider's switchboard row does not exist yet: the Python path creates it
+    try:
+        attempt = start_attempt(session, payout_id, provider_for=providers.get, now=now)
+    except NotFound:
+        return "missing"
+    if attempt is None:
+        return "skipped"
+    payout = attempt.payout  # read with the lock: no statement
+    return ClaimedAttempt(attempt.id, attempt.number, payout_request(payout, attempt), PaidFacts.of(payout))
 
 
 def _lock_with_state(session: Session, where, *, attempt: bool = False):

@@ -15,7 +15,6 @@ from flask import current_app
 
 from plugins import ErrorCode, PayoutProvider, PayoutRequest, PayoutStatus, Result
 from portal import observability, providers
-from portal.errors import NotFound
 from portal.extensions import db
 from portal.models import Payout, PayoutAttempt
 from portal.models.types import utcnow
@@ -89,18 +88,13 @@ def claim_submit(payout_id: int) -> Claimed | str:
     """The first step of a submit: a new attempt with its key, committed (the key is durable
     before the provider hears of it); "missing" or "skipped" when there is nothing to send."""
     session = db.session
-    try:  # one statement locks the payout and reads what the claim needs
-        attempt = payouts.start_attempt(session, payout_id, provider_for=providers.provider)
-    except NotFound:
+    claim = payouts.claim_attempt(session, payout_id, providers=providers.all_providers())
+    if isinstance(claim, str):
         session.rollback()
-        return "missing"
-    if attempt is None:
-        session.rollback()
-        return "skipped"
-    payout = attempt.payout  # read with the lock: no statement
-    claimed = Claimed(payout_id, attempt.id, attempt.number, providers.provider(payout.provider_code),
-                      payouts.payout_request(payout, attempt), payouts.PaidFacts.of(payout))
+        return claim
+    provider = providers.provider(claim.facts.provider_code)
     session.commit()
+    claimed = Claimed(payout_id, claim.attempt_id, claim.number, provider, claim.request, claim.facts)
     log.info("Payout %s: attempt %s submitting with key %s", payout_id, claimed.number,
              observability.key_hint(claimed.request.idempotency_key))
     return claimed

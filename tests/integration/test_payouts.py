@@ -426,29 +426,36 @@ def _paid_rows(session, payout_id):
     attempt = payout.attempts[-1]
     audit_rows = session.execute(sa.select(AuditRecord).where(
         AuditRecord.object_type == "payout", AuditRecord.object_id == str(payout_id),
-        AuditRecord.action == "payout.succeeded")).scalars().all()
+        AuditRecord.action.in_(("payout.submitting", "payout.succeeded"))).order_by(AuditRecord.id)).scalars().all()
     from portal.models import Account, Entry, Posting
 
     legs = session.execute(sa.select(Account.name, Entry.amount).join(Entry, Entry.account_id == Account.id)
                            .join(Posting, Posting.id == Entry.posting_id)
                            .where(Posting.reference == f"payout:{payout_id}:paid").order_by(Account.name)).all()
-    return ((attempt.status, attempt.error_code, attempt.raw_message, bool(attempt.provider_reference),
-             attempt.next_check_at),
+    key = attempt.idempotency_key
+    assert key.startswith(f"cb-{payout_id}-1-") and len(key) == len(f"cb-{payout_id}-1-") + 16
+    return ((attempt.number, attempt.status, attempt.error_code, attempt.raw_message, bool(attempt.provider_reference),
+             attempt.checks, attempt.next_check_at, attempt.created_at is not None),
             (payout.state, payout.fee, payout.needs_attention, payout.finished_at is not None),
-            [(a.actor, a.before, a.after, a.reason) for a in audit_rows],
+            [(a.action, a.actor, a.actor_id, a.before, {k: "KEY" if v == key else v for k, v in (a.after or {}).items()},
+              a.reason) for a in audit_rows],
             [(name.replace(f":{payout.customer_id}:", ":C:"), amount) for name, amount in legs])
 
 
-def test_the_one_round_trip_success_writes_what_the_python_path_writes(app, session, world, testbank, monkeypatch):
-    """payout_apply_success() (PostgreSQL) and apply_result() leave the same rows for a "succeeded"."""
+def test_the_one_round_trip_claim_and_success_write_what_the_python_path_writes(app, session, world, testbank,
+                                                                                monkeypatch):
+    """payout_claim() and payout_apply_success() (PostgreSQL) leave the rows that start_attempt()
+    and apply_result() leave for a claim and a "succeeded"."""
     testbank.settle_at_once = True
     try:
-        seen, real = [], payouts.apply_success
+        seen, real, claims, real_claim = [], payouts.apply_success, [], payouts._claim_postgres
         monkeypatch.setattr(payouts, "apply_success", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+        monkeypatch.setattr(payouts, "_claim_postgres", lambda *a: claims.append(real_claim(*a)) or claims[-1])
         fast = withdraw(session, app, key="fast").payout.id
         assert jobs.submit_payout(fast) == "succeeded"
-        assert seen == [True]  # PostgreSQL: the function applied it
+        assert seen == [True] and isinstance(claims[0], payouts.ClaimedAttempt)  # PostgreSQL: the functions did it
         monkeypatch.setattr(payouts, "apply_success", lambda *a, **k: False)
+        monkeypatch.setattr(payouts, "_claim_postgres", lambda *a: None)
         slow = withdraw(session, app, key="slow").payout.id
         assert jobs.submit_payout(slow) == "succeeded"
     finally:
