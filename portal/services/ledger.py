@@ -176,7 +176,8 @@ def validate_legs(legs: Sequence[Leg]) -> None:
 
 # --- accounts ---------------------------------------------------------------------------
 
-def _hot_shards() -> int:
+def hot_shards() -> int:
+    """Balance rows of a new system account (``LEDGER_HOT_SHARDS``)."""
     if has_app_context():
         return int(current_app.config.get("LEDGER_HOT_SHARDS", DEFAULT_HOT_SHARDS))
     return DEFAULT_HOT_SHARDS
@@ -236,7 +237,7 @@ def ensure_accounts(session: Session, keys: Iterable[AccountKey]) -> dict[Accoun
     found = _lookup(session, keys)
     missing = keys - found.keys()
     if missing:
-        shards = _hot_shards()
+        shards = hot_shards()
         session.execute(
             insert_or_ignore(session, Account.__table__).on_conflict_do_nothing(
                 index_elements=["name", "currency"]
@@ -345,7 +346,7 @@ def pg_post_arguments(legs: Sequence[Leg]) -> tuple:
     keys = [l.account for l in legs]
     return (_pg_array(k.name for k in keys), _pg_array(k.currency for k in keys),
             _pg_array(to_micros(l.amount) for l in legs), _pg_array(_guard(k) for k in keys),
-            _pg_array(k.kind for k in keys), _pg_array(k.customer_id for k in keys), _hot_shards())
+            _pg_array(k.kind for k in keys), _pg_array(k.customer_id for k in keys), hot_shards())
 
 
 def _post_postgres(session, kind, reference, legs, actor, memo) -> tuple[int, bool]:
