@@ -8,8 +8,11 @@ our limits on the blueprints once the views are registered (:func:`init_app`):
   share one bucket per IP: ``CASHBACK_LOGIN_RATE_LIMIT`` (``10 per minute``); the token
   refresh is not counted;
 * ``POST /api/v1/links/check`` (public): ``CASHBACK_LINKS_RATE_LIMIT`` (``120 per minute``);
-* ``POST /api/v1/network/postback``: ``CASHBACK_POSTBACK_RATE_LIMIT`` (``1000 per second``:
-  networks send bursts from a few addresses; this only stops floods).
+* ``POST /api/v1/network/postback``: ``CASHBACK_POSTBACK_RATE_LIMIT`` (``1000 per second``)
+  counts *refused* postbacks per IP (:func:`refused_postback`): a signed event is never
+  throttled — on a sale day the network pushes thousands a second from a few addresses, and
+  checking a counter before each would cost every event a storage round trip — while a flood
+  of forged or broken ones gets 429 once it passes the limit.
 
 A refused request gets 429, ``Retry-After`` (seconds) and a translated message: the API's
 one JSON error shape under ``/api/``, a short page elsewhere.
@@ -37,6 +40,7 @@ from typing import Any, MutableMapping
 
 from flask import Flask, Response, current_app, jsonify, request
 from flask_limiter.errors import RateLimitExceeded
+from limits import parse as parse_limit
 from markupsafe import escape
 
 from portal.errors import error_body
@@ -45,7 +49,6 @@ from portal.i18n import API_PREFIX, _
 #: Blueprint names of FAB's views/APIs (the class name) and our APIs.
 SECURITY_API = "SecurityApi"
 LINKS_API = "LinksApi"
-POSTBACK_API = "NetworkPostbackApi"
 
 
 def resolve_settings(settings: MutableMapping[str, Any]) -> None:
@@ -62,10 +65,6 @@ def _login_limit() -> str:
 
 def _links_limit() -> str:
     return current_app.config["LINKS_RATE_LIMIT"]
-
-
-def _postback_limit() -> str:
-    return current_app.config["POSTBACK_RATE_LIMIT"]
 
 
 def _is_refresh() -> bool:
@@ -85,21 +84,48 @@ def init_app(app: Flask) -> None:
                              exempt_when=_is_refresh)(app.blueprints[SECURITY_API])
     if LINKS_API in app.blueprints:
         limiter.limit(_links_limit, methods=["POST"])(app.blueprints[LINKS_API])
-    if POSTBACK_API in app.blueprints:
-        limiter.limit(_postback_limit, methods=["POST"])(app.blueprints[POSTBACK_API])
 
 
-def throttle_network_app(app: Flask, blueprint) -> None:
-    """The postback limit on the network's lean app (``portal.api.postback.network_app``):
-    a limiter of its own, built from the same ``RATELIMIT_*`` settings (storage, prefix,
-    on/off) as the portal's, so the counters live where the portal's do."""
+def throttle_network_app(app: Flask) -> None:
+    """A limiter for the network's lean app (``portal.api.postback.network_app``), built from
+    the same ``RATELIMIT_*`` settings (storage, prefix, on/off) as the portal's, so the
+    counters of :func:`refused_postback` live where the portal's do."""
     from flask_limiter import Limiter
     from flask_limiter.util import get_remote_address
 
     app.register_error_handler(RateLimitExceeded, _too_many)
-    limiter = Limiter(get_remote_address, app=app)
-    if limiter.enabled:
-        limiter.limit(_postback_limit, methods=["POST"])(blueprint)
+    Limiter(get_remote_address, app=app)
+
+
+#: The counter of refused postbacks (one per client IP).
+POSTBACK_SCOPE = "postback-refused"
+
+
+def refused_postback(remote_ip: str | None) -> Response | None:
+    """Count one refused postback from ``remote_ip``; a 429 answer once the IP is over
+    ``POSTBACK_RATE_LIMIT`` in the window (None: answer the refusal as usual).
+
+    Storage trouble never refuses anything (``RATELIMIT_SWALLOW_ERRORS``): the refusal
+    stands as it is."""
+    limiter = next(iter(current_app.extensions.get("limiter", ())), None)
+    if limiter is None or not limiter.enabled:
+        return None
+    item = parse_limit(current_app.config["POSTBACK_RATE_LIMIT"])
+    key = (limiter._key_prefix, POSTBACK_SCOPE, remote_ip or "-")
+    try:
+        if limiter.limiter.hit(item, *key):
+            return None
+        reset = limiter.limiter.get_window_stats(item, *key).reset_time
+    except Exception:  # noqa: BLE001 - the storage is down: never refuse for it
+        current_app.logger.warning("postback refusal counter unavailable", exc_info=True)
+        return None
+    window = max(1, int(item.get_expiry()))
+    seconds = min(window, max(1, math.ceil(reset - time.time())))
+    message = _("Too many requests from your address. Please try again in %(seconds)s seconds.", seconds=seconds)
+    response = jsonify(error_body(429, "rate_limited", message))
+    response.status_code = 429
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 def _retry_after(err: RateLimitExceeded) -> int:

@@ -13,7 +13,7 @@ sharing the portal's settings object and database models — its own connection 
 session cookie (a null session), no FAB security manager or user loading, no template
 context, no CSRF hook; the locale is only worked out when an error message is rendered
 (``Accept-Language``, as for the whole API).  It keeps what the endpoint needs: the
-throttle (``portal.limits.throttle_network_app``), request ids, the one error shape
+throttle (refused postbacks counted per IP: ``portal.limits.refused_postback``), request ids, the one error shape
 (``portal.errors.set_error_handlers``) and :func:`answer` itself.  Every other method on
 the path still reaches the portal (``GET`` answers 405), and :class:`NetworkPostbackApi`
 stays registered with FAB: it publishes the endpoint in the OpenAPI spec and answers
@@ -231,6 +231,9 @@ def answer() -> Response:
         outcome = postbacks.process_postback(db.session, body=body, headers=request.headers,
                                              remote_ip=request.remote_addr, config=config)
     except postbacks.PostbackRejected as err:
+        throttled = limits.refused_postback(request.remote_addr)
+        if throttled is not None:
+            return throttled
         response = jsonify(error_body(err.status, err.code, err.message, err.errors))
         response.status_code = err.status
         return response
@@ -264,7 +267,7 @@ def network_app(portal: Flask) -> Flask:
     observability.init_request_ids(app)
     blueprint = Blueprint("network_postback", __name__)
     blueprint.add_url_rule(URL, "postback", answer, methods=["POST"])
-    limits.throttle_network_app(app, blueprint)
+    limits.throttle_network_app(app)
     app.register_blueprint(blueprint)
     return app
 

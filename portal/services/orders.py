@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
@@ -49,6 +49,8 @@ STATUSES = ("paid", "confirmed", "cancelled", "refunded")
 RANK = {"paid": 1, "confirmed": 2, "cancelled": 3}
 WHERE = {"paid": "pending", "confirmed": "available", "cancelled": "none"}
 MAX_AMOUNT = Decimal("10000000")
+#: Who applies the network's events (postings and audit say so).
+NETWORK_ACTOR = Actor.system("network")
 
 
 class EventConflict(Conflict):
@@ -92,8 +94,13 @@ class OrderEvent:
     source: str = "postback"
 
     def digest(self) -> str:
-        data = {k: (str(v) if v is not None else None) for k, v in asdict(self).items() if k != "source"}
+        """sha256 of the event's fields as text (not ``source``): stored with it, compared on a replay."""
+        data = {k: (None if (v := getattr(self, k)) is None else str(v)) for k in _DIGESTED}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+#: The fields ``OrderEvent.digest`` covers (every one but ``source``).
+_DIGESTED = tuple(f.name for f in fields(OrderEvent) if f.name != "source")
 
 
 def _field_error(field: str, message) -> dict:
@@ -271,6 +278,8 @@ class EventOutcome:
     outcome: str
     order_id: int | None
     duplicate: bool = False
+    #: the kind of the posting this event created on the server-side path (else None)
+    posting_kind: str | None = None
 
 
 def _to_usd(session: Session, amount: Decimal | None, event: OrderEvent) -> Decimal | None:
@@ -351,7 +360,7 @@ def _apply(order: Order, event: OrderEvent, created: bool, amount_usd: Decimal, 
 
 
 def receive_event(session: Session, event: OrderEvent, *, default_rate: Decimal,
-                  actor: Actor = Actor.system("network")) -> EventOutcome:
+                  actor: Actor = NETWORK_ACTOR) -> EventOutcome:
     """Store the event once and apply it to its order (the caller commits).
 
     On PostgreSQL the whole of it runs server-side in one call of ``apply_order_event()``
@@ -373,19 +382,20 @@ _PG_APPLY = (
 )
 
 
-def _receive_postgres(session: Session, event: OrderEvent, default_rate: Decimal,
-                      actor: Actor) -> EventOutcome | None:
-    """``apply_order_event()``; None when it handed the event back to the Python path."""
-    if session.new or session.dirty or session.deleted:
-        session.flush()  # the function reads what this transaction wrote
-    cursor = session.connection().connection.cursor()
+def apply_on_connection(dbapi_connection, event: OrderEvent, default_rate: Decimal, actor: Actor,
+                        hot_shards: int) -> EventOutcome | None:
+    """``apply_order_event()`` on a DBAPI connection (psycopg), in its open transaction; None when
+    the function handed the event back (the caller takes the Python path).  Raises
+    ``EventConflict`` for a replay with other data.  A created posting's kind is in
+    ``EventOutcome.posting_kind`` (for the metric, counted by the caller on commit)."""
+    cursor = dbapi_connection.cursor()
     try:
         cursor.execute(_PG_APPLY, (
             event.network, event.event_id, event.source, event.network_order_id, event.sub_id, event.status,
             to_micros(event.amount), event.currency, to_micros(event.commission),
             None if event.refunded_amount is None else to_micros(event.refunded_amount),
             event.event_time, event.channel, event.coupon_used, event.items_in_cart_before_click,
-            event.digest(), to_micros(default_rate), actor.label, utcnow(), ledger.hot_shards(),
+            event.digest(), to_micros(default_rate), actor.label, utcnow(), hot_shards,
         ))
         row_id, outcome, order_id, duplicate, conflict, fallback, posting_kind, posting_created = cursor.fetchone()
     finally:
@@ -394,11 +404,23 @@ def _receive_postgres(session: Session, event: OrderEvent, default_rate: Decimal
         raise EventConflict(event_id=event.event_id)
     if fallback:
         return None
-    if posting_created:
-        observability.count_on_commit(session, observability.LEDGER_POSTINGS, kind=posting_kind)
+    return EventOutcome(row_id, outcome, order_id, duplicate=duplicate,
+                        posting_kind=posting_kind if posting_created else None)
+
+
+def _receive_postgres(session: Session, event: OrderEvent, default_rate: Decimal,
+                      actor: Actor) -> EventOutcome | None:
+    """:func:`apply_on_connection` on the session's connection and transaction."""
+    if session.new or session.dirty or session.deleted:
+        session.flush()  # the function reads what this transaction wrote
+    outcome = apply_on_connection(session.connection().connection, event, default_rate, actor, ledger.hot_shards())
+    if outcome is None:
+        return None
+    if outcome.posting_kind:
+        observability.count_on_commit(session, observability.LEDGER_POSTINGS, kind=outcome.posting_kind)
     if session.identity_map:  # rows changed behind the ORM's back: reload what it holds
         session.expire_all()
-    return EventOutcome(row_id, outcome, order_id, duplicate=duplicate)
+    return outcome
 
 
 def _receive_python(session: Session, event: OrderEvent, *, default_rate: Decimal, actor: Actor) -> EventOutcome:
