@@ -86,36 +86,41 @@ def init_app(app: Flask) -> None:
         limiter.limit(_links_limit, methods=["POST"])(app.blueprints[LINKS_API])
 
 
-def throttle_network_app(app: Flask) -> None:
-    """A limiter for the network's lean app (``portal.api.postback.network_app``), built from
-    the same ``RATELIMIT_*`` settings (storage, prefix, on/off) as the portal's, so the
-    counters of :func:`refused_postback` live where the portal's do."""
-    from flask_limiter import Limiter
-    from flask_limiter.util import get_remote_address
-
-    app.register_error_handler(RateLimitExceeded, _too_many)
-    Limiter(get_remote_address, app=app)
-
-
 #: The counter of refused postbacks (one per client IP).
 POSTBACK_SCOPE = "postback-refused"
+
+
+def _refusal_counter():
+    """The ``limits`` rate limiter (fixed window) over the ``RATELIMIT_STORAGE_URI`` storage —
+    Redis in production, so every worker and host counts together — made once per app.  No
+    Flask-Limiter hook: a signed postback must not pay a limit check (see the module docstring)."""
+    counter = current_app.extensions.get("postback_refusals")
+    if counter is None:
+        from limits.storage import storage_from_string
+        from limits.strategies import FixedWindowRateLimiter
+
+        config = current_app.config
+        storage = storage_from_string(config.get("RATELIMIT_STORAGE_URI") or "memory://",
+                                      **(config.get("RATELIMIT_STORAGE_OPTIONS") or {}))
+        counter = current_app.extensions["postback_refusals"] = FixedWindowRateLimiter(storage)
+    return counter
 
 
 def refused_postback(remote_ip: str | None) -> Response | None:
     """Count one refused postback from ``remote_ip``; a 429 answer once the IP is over
     ``POSTBACK_RATE_LIMIT`` in the window (None: answer the refusal as usual).
 
-    Storage trouble never refuses anything (``RATELIMIT_SWALLOW_ERRORS``): the refusal
-    stands as it is."""
-    limiter = next(iter(current_app.extensions.get("limiter", ())), None)
-    if limiter is None or not limiter.enabled:
+    Storage trouble never refuses anything: the refusal stands as it is."""
+    config = current_app.config
+    if not config.get("RATELIMIT_ENABLED"):
         return None
-    item = parse_limit(current_app.config["POSTBACK_RATE_LIMIT"])
-    key = (limiter._key_prefix, POSTBACK_SCOPE, remote_ip or "-")
+    item = parse_limit(config["POSTBACK_RATE_LIMIT"])
+    key = (config.get("RATELIMIT_KEY_PREFIX") or "", POSTBACK_SCOPE, remote_ip or "-")
     try:
-        if limiter.limiter.hit(item, *key):
+        counter = _refusal_counter()
+        if counter.hit(item, *key):
             return None
-        reset = limiter.limiter.get_window_stats(item, *key).reset_time
+        reset = counter.get_window_stats(item, *key).reset_time
     except Exception:  # noqa: BLE001 - the storage is down: never refuse for it
         current_app.logger.warning("postback refusal counter unavailable", exc_info=True)
         return None

@@ -267,7 +267,6 @@ def network_app(portal: Flask) -> Flask:
     observability.init_request_ids(app)
     blueprint = Blueprint("network_postback", __name__)
     blueprint.add_url_rule(URL, "postback", answer, methods=["POST"])
-    limits.throttle_network_app(app)
     app.register_blueprint(blueprint)
     return app
 

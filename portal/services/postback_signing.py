@@ -34,6 +34,7 @@ import time
 from typing import Literal, Mapping, Sequence, Union
 
 from flask_babel import LazyString
+from werkzeug.datastructures import EnvironHeaders
 
 from portal.i18n import _l
 
@@ -194,8 +195,12 @@ class _Ambiguous(Exception):
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     """Case-insensitive lookup; raises :class:`_Ambiguous` if the header occurs more than once."""
-    wanted = name.lower()
-    values = [value for key, value in headers.items() if key.lower() == wanted]
+    if isinstance(headers, EnvironHeaders):  # WSGI: one environ key per header (the server joined repeats)
+        value = headers.get(name)
+        values = [] if value is None else [value]
+    else:
+        wanted = name.lower()
+        values = [value for key, value in headers.items() if key.lower() == wanted]
     if len(values) > 1:
         raise _Ambiguous(name)
     return values[0] if values else None
