@@ -1,4 +1,4 @@
-"""``apply_order_event()`` (migration 0016) against the Python path, on random event sequences.
+"""``apply_order_event()`` (migration 0017) against the Python path, on random event sequences.
 
 On PostgreSQL ``orders.receive_event`` applies an event server-side in one call; SQLite (and
 whatever the function hands back) runs ``orders._receive_python``.  Here both run on the same

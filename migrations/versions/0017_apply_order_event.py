@@ -1,7 +1,7 @@
 """apply_order_event(): a network event stored and applied to its order in one round trip
 
-Revision ID: 0016_apply_order_event
-Revises: 0015_payout_result_function
+Revision ID: 0017_apply_order_event
+Revises: 0016_payout_claim_function
 
 The postback hot path (issue 13).  ``portal.services.orders.receive_event`` ran about eight
 ORM statements per event (store the event, look up the click, insert-or-lock the order, load
@@ -34,8 +34,8 @@ results on random event sequences.
 """
 from alembic import op
 
-revision = "0016_apply_order_event"
-down_revision = "0015_payout_result_function"
+revision = "0017_apply_order_event"
+down_revision = "0016_payout_claim_function"
 branch_labels = None
 depends_on = None
 
