@@ -261,7 +261,16 @@ def network_app(portal: Flask) -> Flask:
     app = Flask(__name__)
     app.config = portal.config  # one settings object: a change to the portal's applies here too
     app.session_interface = _NoSession()
-    db.init_app(app)  # the models are shared; the pool is this app's
+    # The models are shared; the pool is this app's, and it does not ping a connection on each
+    # checkout (a round trip per event): the direct path retries once on a connection that
+    # turns out dead (``postbacks._apply_direct``), and SQLAlchemy drops the pool's other
+    # connections on the first disconnect it sees.
+    options = portal.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
+    portal.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**options, "pool_pre_ping": False}
+    try:
+        db.init_app(app)
+    finally:
+        portal.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     Babel(app, locale_selector=i18n.select_locale)
     set_error_handlers(app)
     observability.init_request_ids(app)

@@ -19,6 +19,7 @@ import time
 from decimal import Decimal
 from typing import Mapping
 
+import psycopg
 from sqlalchemy.orm import Session
 
 from portal import observability
@@ -113,17 +114,26 @@ def _apply_direct(session: Session, event: orders.OrderEvent, config: Mapping) -
     engine = session.get_bind()
     if engine.dialect.name != "postgresql":
         return None
-    connection = engine.raw_connection()
-    driver = connection.driver_connection
-    try:
-        driver.autocommit = True
-        outcome = orders.apply_on_connection(driver, event, config["DEFAULT_CASHBACK_RATE"], orders.NETWORK_ACTOR,
-                                             int(config.get("LEDGER_HOT_SHARDS") or ledger.DEFAULT_HOT_SHARDS))
-    finally:
+    for attempt in (1, 2):
+        connection = engine.raw_connection()
+        driver = connection.driver_connection
         try:
-            driver.autocommit = False  # as the pool hands connections out
+            driver.autocommit = True
+            outcome = orders.apply_on_connection(driver, event, config["DEFAULT_CASHBACK_RATE"], orders.NETWORK_ACTOR,
+                                                 int(config.get("LEDGER_HOT_SHARDS") or ledger.DEFAULT_HOT_SHARDS))
+            break
+        except psycopg.OperationalError:
+            # The pool does not ping (portal.api.postback.network_app): a connection the server
+            # dropped (a restart, an idle timeout) fails here.  The call is idempotent — if it did
+            # commit, the second one answers it as a duplicate — so it runs once more on a fresh one.
+            if not driver.closed or attempt == 2:
+                raise
+            connection.invalidate()
+            engine.pool.dispose()  # the pool's other connections died with this one
         finally:
-            connection.close()  # back to the pool
+            if not driver.closed:
+                driver.autocommit = False  # as the pool hands connections out
+            connection.close()  # back to the pool (a no-op after invalidate)
     if outcome is not None and outcome.posting_kind:
         observability.LEDGER_POSTINGS.labels(kind=outcome.posting_kind).inc()
     return outcome

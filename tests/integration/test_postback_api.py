@@ -308,3 +308,27 @@ def test_openapi_documents_body_and_signing_headers(app, client, make_user):
     assert operation["security"] == []
     assert {"200", "400", "401", "409", "413", "422"} <= set(operation["responses"])
     assert spec["components"]["schemas"]["ErrorBody"]["required"] == ["ok", "status", "error", "errors"]
+
+
+def test_a_dropped_database_connection_costs_no_event(app, client, sub_id):
+    """The lean app's pool does not ping each connection (a round trip per event): when the
+    server has dropped its connections (a restart, an idle timeout), the next event still gets
+    its 200 on a fresh connection, applied once."""
+    raw, headers = signed(event(sub_id))
+    assert client.post(URL, data=raw, headers=headers).status_code == 200
+    lean = app.wsgi_app.network  # portal.api.postback.NetworkDispatcher
+    with lean.app_context():
+        engine = db.engine
+    assert engine.pool.checkedin() >= 1 and engine.pool._pre_ping is False  # the connection waits in the pool
+    with app.app_context():
+        killed = db.session.execute(sa.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )).scalar_one()
+        db.session.commit()
+    assert killed >= 1
+    raw, headers = signed(event(sub_id, "confirmed", event_id="A-1:confirmed"))
+    response = client.post(URL, data=raw, headers=headers)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["outcome"] == "applied"
+    assert counts(app)["Posting"] == 2
