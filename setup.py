@@ -52,6 +52,8 @@ setup(
             "pytest>=8,<9",
             # random test order (seed printed in the header; replay with -p "randomly_seed=N")
             "pytest-randomly>=3.15,<6",
+            # the suite in parallel worker processes (scripts/test.sh: -n 4 --dist loadgroup)
+            "pytest-xdist>=3.5,<4",
             "hypothesis>=6.100,<7",
             # API fuzzing against the published OpenAPI (tests/fuzz)
             "schemathesis>=4.3,<5",

@@ -10,7 +10,8 @@ Databases (PostgreSQL on the server of ``DATABASE_URL``, default
   seconds per app on a loaded machine).
 * ``pg_url`` — the run's shared database (a clone), dropped at the end.
 * ``pg_database()`` — a further clone for a test that needs a database of its own.
-* ``sqlite_url`` — a fresh SQLite file copied from a migrated one made once per session.
+* ``sqlite_url`` — a fresh SQLite file copied from a migrated one made once for the code at hand
+  (``_sqlite_template``, kept in the temp directory like ``pg_template``).
 * ``build_app(url, **overrides)`` — the portal on ``url``; a database made by the fixtures
   above is used as it is, any other one is migrated and its roles synced first.
 
@@ -33,6 +34,7 @@ import copy
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -54,6 +56,41 @@ READY_SECONDS = 120.0
 
 settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
+
+
+# --- order --------------------------------------------------------------------------------------
+
+#: Under pytest-xdist each worker writes the tests it ran, in its order, to ``<worker>.txt`` here.
+TEST_ORDER_DIR = Path(os.environ.get("CASHBACK_ARTIFACTS")
+                      or Path(__file__).resolve().parents[1] / "instance" / "artifacts") / "test-order"
+
+
+def _xdist_worker() -> str | None:
+    return os.environ.get("PYTEST_XDIST_WORKER")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist: the longest tests (marked ``slow``: the soak, the API fuzz, seed-demo…)
+    first, the rest after them, each part in the order pytest-randomly shuffled it (this runs
+    after its shuffle); ``--dist loadgroup`` hands them out one at a time, so each starts at once
+    on a worker instead of ending the run alone.  A run in one process keeps the seed's order."""
+    if _xdist_worker():
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_sessionstart(session):
+    if _xdist_worker():
+        TEST_ORDER_DIR.mkdir(parents=True, exist_ok=True)
+        (TEST_ORDER_DIR / f"{_xdist_worker()}.txt").write_text("")
+
+
+def pytest_runtest_logstart(nodeid, location):
+    """A worker's order, to replay a failure that depends on what ran before it in that process:
+    ``mapfile -t ids < instance/artifacts/test-order/gw1.txt;
+    bash scripts/test.sh -p no:randomly "${ids[@]}"`` (one process, that order)."""
+    if _xdist_worker():
+        with open(TEST_ORDER_DIR / f"{_xdist_worker()}.txt", "a") as f:
+            f.write(nodeid + "\n")
 
 
 # --- readiness --------------------------------------------------------------------------------
@@ -246,16 +283,39 @@ def pg_url(pg_database):
     return pg_database()
 
 
+#: Where migrated SQLite files are kept between sessions (one per code, like ``pg_template``).
+SQLITE_TEMPLATES = Path(tempfile.gettempdir()) / "cashback-test-templates"
+
+
 @pytest.fixture(scope="session")
-def _sqlite_template(tmp_path_factory) -> Path:
-    """A SQLite file migrated and with roles synced, once per session (copied by ``sqlite_url``)."""
+def _sqlite_template() -> Path:
+    """A SQLite file migrated and with roles synced (copied by ``sqlite_url``, never opened).
+
+    Made once for a given code (:func:`template_key`) and kept in the temp directory, so the
+    parallel workers of a run (pytest-xdist) and the runs after it copy it at once: it is made
+    under a file lock and renamed into place; files unused for ``TEMPLATE_KEEP_SECONDS`` go."""
+    import fcntl
+
     from portal.extensions import db
 
-    path = tmp_path_factory.mktemp("sqlite-template") / "cashback.db"
-    app = _migrated_app(f"sqlite:///{path}")
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    SQLITE_TEMPLATES.mkdir(exist_ok=True)
+    path = SQLITE_TEMPLATES / f"sqlite_{template_key()}.db"
+    with open(SQLITE_TEMPLATES / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            building = SQLITE_TEMPLATES / f"building-{uuid.uuid4().hex[:10]}.db"
+            try:
+                app = _migrated_app(f"sqlite:///{building}")
+                with app.app_context():
+                    db.session.remove()
+                    db.engine.dispose()
+                os.replace(building, path)
+            finally:
+                building.unlink(missing_ok=True)
+        os.utime(path)
+        for old in SQLITE_TEMPLATES.glob("sqlite_*.db"):
+            if time.time() - old.stat().st_mtime > TEMPLATE_KEEP_SECONDS:
+                old.unlink(missing_ok=True)
     return path
 
 

@@ -50,6 +50,7 @@ def _warm(page, path: str) -> tuple[list[float], list[float], list[dict]]:
     return times, html, resources
 
 
+@pytest.mark.slow
 def test_static_files_are_fingerprinted_and_cached(new_context, portal_db, screenshot, live_app, capsys):
     lines = []
     for role, path in PAGES:

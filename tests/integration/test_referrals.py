@@ -248,6 +248,7 @@ def test_cabinet_referral_page(app, client, session, reward_on):
     assert "$0.70" in html
 
 
+@pytest.mark.slow
 def test_seed_demo_has_a_referral_and_a_flagged_self_referral(app, clean_db, reward_on):
     """seed-demo: customer 3 referred by 1 (rewarded), 19 by 4 from one device (open review); idempotent."""
     from portal.extensions import db

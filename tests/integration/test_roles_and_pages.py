@@ -43,6 +43,7 @@ def test_anonymous_is_sent_to_login(client):
     assert response.status_code == 302 and "/login/" in response.headers["Location"]
 
 
+@pytest.mark.slow
 def test_sync_roles_is_idempotent(app_ctx, clean_db):
     """Running sync-roles again changes nothing, and every role is defined."""
     first = sync_roles(app_ctx.appbuilder)
@@ -52,6 +53,7 @@ def test_sync_roles_is_idempotent(app_ctx, clean_db):
     assert first["Admin"] > first["Finance"] > first["Support"] > 0
 
 
+@pytest.mark.slow
 def test_sync_roles_restores_a_removed_permission(app_ctx, clean_db):
     """A role edited by hand is put back to its definition."""
     sm = app_ctx.appbuilder.sm
