@@ -337,7 +337,9 @@ TEST_SETTINGS = {
     "REDIS_URL": "",
     # fast hashing: the suite creates many logins
     "FAB_PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
-    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "pool_size": 25, "max_overflow": 10},
+    # 35 connections at once for the thread races, but 2 kept idle per app: 4 parallel workers,
+    # each with a dozen apps, held ~100 idle ones (PostgreSQL's max_connections) with 25 kept
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 33},
 }
 
 
