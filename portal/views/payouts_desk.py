@@ -225,8 +225,11 @@ class PayoutReviewView(BaseView):
             db.session.rollback()
             flash(_("Payout #%(id)s: %(error)s", id=payout_id, error=err.message), "danger")
             return self._queue_page(REFUSED, form)
+        # the message of the state as decided, read before the commit: a job worker may move an
+        # approved payout on (submitting, succeeded) the moment it is committed
+        message = decision_message(payout, approve)
         db.session.commit()
-        flash(decision_message(payout, approve), "success")
+        flash(message, "success")
         return redirect(url_for(".queue", **request.args))
 
     @expose("/bulk-approve", methods=["POST"])
@@ -245,13 +248,14 @@ class PayoutReviewView(BaseView):
             try:
                 payout = payouts.decide(db.session, payout_id, user_id=current_user.id, actor=actor(),
                                         approve=True, reason=form.reason.data)
+                message = decision_message(payout, True)  # as decided (see decide)
                 db.session.commit()
             except DomainError as err:
                 db.session.rollback()
                 report.append((False, _("Payout #%(id)s: %(error)s", id=payout_id, error=err.message)))
             else:
                 done += 1
-                report.append((True, decision_message(payout, True)))
+                report.append((True, message))
         flash(_("%(done)s of %(total)s selected payouts approved.", done=done, total=len(ids)),
               "success" if done == len(ids) else "warning")
         for ok, message in report:
