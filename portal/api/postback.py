@@ -26,6 +26,7 @@ from flask.sessions import SecureCookieSessionInterface
 from flask_appbuilder import AppBuilder
 from flask_appbuilder.api import expose
 from flask_babel import Babel
+from sqlalchemy.exc import DBAPIError
 
 from portal import i18n, limits, observability
 from portal.api.base import CashbackApi
@@ -228,8 +229,18 @@ def answer() -> Response:
     config = current_app.config
     body = _read_body(int(config["POSTBACK_MAX_BYTES"]))
     try:
-        outcome = postbacks.process_postback(db.session, body=body, headers=request.headers,
-                                             remote_ip=request.remote_addr, config=config)
+        try:
+            outcome = postbacks.process_postback(db.session, body=body, headers=request.headers,
+                                                 remote_ip=request.remote_addr, config=config)
+        except DBAPIError as err:
+            # The lean app's pool does not ping (see network_app): a connection the server had
+            # dropped fails once, SQLAlchemy then renews the pool's connections, and the
+            # postback — idempotent by (network, event_id) — is handled once more.
+            if not err.connection_invalidated:
+                raise
+            db.session.remove()
+            outcome = postbacks.process_postback(db.session, body=body, headers=request.headers,
+                                                 remote_ip=request.remote_addr, config=config)
     except postbacks.PostbackRejected as err:
         throttled = limits.refused_postback(request.remote_addr)
         if throttled is not None:

@@ -332,3 +332,28 @@ def test_a_dropped_database_connection_costs_no_event(app, client, sub_id):
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json()["outcome"] == "applied"
     assert counts(app)["Posting"] == 2
+
+
+def test_a_refusal_on_a_dropped_connection_is_still_logged(app, client, sub_id):
+    """The refusal path (the ORM session on the same pool) meets a dropped connection: the
+    postback is handled once more on a fresh one — 401 answered, one rejection logged."""
+    raw, headers = signed(event(sub_id))
+    assert client.post(URL, data=raw, headers=headers).status_code == 200
+    lean = app.wsgi_app.network
+    with lean.app_context():
+        pids = [db.session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()]
+        db.session.commit()
+        db.session.remove()
+        pooled = db.engine.raw_connection()
+        pids.append(pooled.driver_connection.info.backend_pid)
+        pooled.close()
+    with app.app_context():
+        for pid in set(pids):
+            db.session.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        db.session.commit()
+    time.sleep(0.2)
+    before = counts(app)["PostbackRejection"]
+    raw, headers = signed(event(sub_id, event_id="forged"), secret=b"not-the-secret")
+    response = client.post(URL, data=raw, headers=headers)
+    assert response.status_code == 401, response.get_data(as_text=True)
+    assert counts(app)["PostbackRejection"] == before + 1
