@@ -40,7 +40,7 @@ def sandbox() -> Iterator[PhoneSandbox]:
 
 
 def _make(cls: type[PhoneProvider], sandbox: PhoneSandbox, **extra: object) -> PhoneProvider:
-    return cls({"base_url": sandbox.url, "connect_timeout": 0.5, "read_timeout": 0.3, **extra})
+    return cls({"base_url": sandbox.url, "connect_timeout": 0.5, "read_timeout": 1.0, **extra})
 
 
 def _cases(valid: dict[str, str]) -> ConformanceCases:

@@ -38,7 +38,7 @@ def sandbox() -> Iterator[QiwiSandbox]:
 
 
 def _settings(sandbox: QiwiSandbox, **extra: object) -> dict[str, object]:
-    return {"base_url": sandbox.url, "connect_timeout": 0.5, "read_timeout": 0.3,
+    return {"base_url": sandbox.url, "connect_timeout": 0.5, "read_timeout": 1.0,
             "credentials": {"token": TOKEN, "wallet": WALLET,
                             "webhook_key": DEFAULT_WEBHOOK_KEY}, **extra}
 

@@ -24,7 +24,7 @@ def sandbox() -> Iterator[TestBankSandbox]:
 
 @pytest.fixture
 def provider(sandbox: TestBankSandbox) -> TestBankProvider:
-    return TestBankProvider({"base_url": sandbox.url, "connect_timeout": 0.5, "read_timeout": 0.3})
+    return TestBankProvider({"base_url": sandbox.url, "connect_timeout": 0.5, "read_timeout": 1.0})
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ def store() -> MemoryHandleStore:
 
 
 def _settings(sandbox: WebMoneySandbox, **extra: object) -> dict[str, object]:
-    return {"base_url": sandbox.url, "connect_timeout": 0.5, "read_timeout": 0.3,
+    return {"base_url": sandbox.url, "connect_timeout": 0.5, "read_timeout": 1.0,
             "credentials": {"wmid": WMID, "purse": PURSE, "test_key": KEY}, **extra}
 
 

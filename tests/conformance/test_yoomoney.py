@@ -33,7 +33,7 @@ def sandbox() -> Iterator[YooMoneySandbox]:
 
 
 def _settings(sandbox: YooMoneySandbox, **extra: object) -> dict[str, object]:
-    return {"base_url": f"{sandbox.url}/v3", "connect_timeout": 0.5, "read_timeout": 0.3,
+    return {"base_url": f"{sandbox.url}/v3", "connect_timeout": 0.5, "read_timeout": 1.0,
             "credentials": {"shop_id": SHOP, "secret_key": SECRET}, **extra}
 
 
