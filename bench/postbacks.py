@@ -3,8 +3,8 @@
 One run, one throw-away PostgreSQL database (migrated with Alembic; customers with
 ledger accounts, one click per order so every sub-id resolves, a few days of USD/RUB
 rates).  The app, ``portal.app:create_app()``, is served by gunicorn (gthread workers)
-on 127.0.0.1; ``--clients`` processes each keep one keep-alive connection (``http.client``) alive and push
-their share of signed events.  Each order belongs to one client, so its expected outcome
+on 127.0.0.1; ``--clients`` processes each keep a keep-alive connection (``http.client``, renewed every
+``--reconnect-every`` requests so the workers share them) and push their share of signed events.  Each order belongs to one client, so its expected outcome
 is known in advance:
 
 * every order gets ``paid`` and ``confirmed`` (about 1 in 4 sent confirmed-before-paid:
@@ -20,7 +20,7 @@ the outcomes differ from the expected ones.  Goals (issue 13): ≥ 1,000 events/
 (p)/(c) ≥ 0.4.  A slow or broken answer never ends the run: the event is sent again and
 counted as retried (its outcome stays exact).
 
-    python bench/postbacks.py [--events 20000] [--clients 8] [--workers 4] [--threads 2]
+    python bench/postbacks.py [--events 20000] [--clients 8] [--workers 4] [--threads 2] [--reconnect-every 200]
                               [--baseline 4000] [--profile DIR] [--timeout 900]
 
 ``--profile DIR`` wraps the app in cProfile (per worker, per request thread) and prints
@@ -340,12 +340,17 @@ class _Http:
     """One keep-alive HTTP/1.1 connection (``http.client``: a network's sender is lean too; the
     bench measures the app, and ``requests`` cost more CPU per event than the app's own work)."""
 
-    def __init__(self, base: str, timeout: float) -> None:
+    def __init__(self, base: str, timeout: float, reconnect_every: int = 0) -> None:
         from urllib.parse import urlsplit
 
         parts = urlsplit(base)
         self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
         self.conn = None
+        #: requests per connection (0: keep it): gunicorn's workers share one listening socket and
+        #: whichever is awake accepts, so 8 connections opened at once tend to land on one worker
+        #: (one GIL for most of the load); renewing them now and then spreads them, as a proxy's
+        #: recycled upstream connections do
+        self.reconnect_every, self.used = reconnect_every, 0
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
         """(status, content type, body bytes); raises OSError / HTTPException on a broken answer."""
@@ -360,8 +365,10 @@ class _Http:
         except (OSError, http.client.HTTPException):
             self.close()  # a timed-out or broken connection is never reused
             raise
-        if response.will_close:
+        self.used += 1
+        if response.will_close or (self.reconnect_every and self.used >= self.reconnect_every):
             self.close()
+            self.used = 0
         return response.status, response.getheader("Content-Type", ""), data
 
     def close(self) -> None:
@@ -371,7 +378,7 @@ class _Http:
 
 
 def _client(base: str, items: list[tuple[bytes, bool]], deadline: float, start, results,
-            read_timeout: float = 30.0, attempts: int = 5) -> None:
+            reconnect_every: int = 0, read_timeout: float = 30.0, attempts: int = 5) -> None:
     """Push ``items`` in order on one keep-alive connection; put the counts on ``results``.
 
     A slow or broken answer never ends the run: the same event is sent again (signed anew,
@@ -389,7 +396,7 @@ def _client(base: str, items: list[tuple[bytes, bool]], deadline: float, start, 
     latencies: list[float] = []
     samples: list[str] = []
     answered: set[bytes] = set()
-    http_ = _Http(base, read_timeout)
+    http_ = _Http(base, read_timeout, reconnect_every)
     for _ in range(10):  # open the keep-alive connection before the clock starts
         try:
             http_.request("GET", path)
@@ -444,14 +451,16 @@ def _client(base: str, items: list[tuple[bytes, bool]], deadline: float, start, 
     results.put((dict(counts), latencies, samples, cpu))
 
 
-def push(base: str, plan: Plan, timeout: float, on_start) -> tuple[float, Counter, list[float], list[str], float]:
+def push(base: str, plan: Plan, timeout: float, on_start,
+         reconnect_every: int = 0) -> tuple[float, Counter, list[float], list[str], float]:
     """Start the clients; ``on_start()`` runs as they all start sending (after their imports and connects)."""
     ctx = mp.get_context("spawn")
     clients = len(plan.per_client)
     start = ctx.Barrier(clients + 1, timeout=120)
     results = ctx.Queue()
     deadline = time.time() + timeout
-    procs = [ctx.Process(target=_client, args=(base, items, deadline, start, results)) for items in plan.per_client]
+    procs = [ctx.Process(target=_client, args=(base, items, deadline, start, results, reconnect_every))
+             for items in plan.per_client]
     for p in procs:
         p.start()
     start.wait()
@@ -495,6 +504,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker (gthread)")
+    parser.add_argument("--reconnect-every", type=int, default=200,
+                        help="requests per client connection before it is renewed (0: one connection per client)")
     parser.add_argument("--baseline", type=int, default=4000, help="INSERT transactions for the baseline")
     parser.add_argument("--timeout", type=float, default=900, help="seconds; events not sent by then are counted")
     parser.add_argument("--profile", metavar="DIR", help="cProfile the app workers, write and summarize")
@@ -534,7 +545,7 @@ def main() -> int:
             before.update(pg=backends(), app={p: profiling.cpu_seconds(p) for p in server.worker_pids()},
                           busy=profiling.machine_busy())
 
-        elapsed, counts, latencies, samples, client_cpu = push(server.base, plan, args.timeout, sample_before)
+        elapsed, counts, latencies, samples, client_cpu = push(server.base, plan, args.timeout, sample_before, args.reconnect_every)
         pg_before, app_before, busy_before = before["pg"], before["app"], before["busy"]
         pg_after, busy_after = backends(), profiling.machine_busy()
         per_worker = sorted((profiling.cpu_seconds(p) - app_before.get(p, 0.0) for p in server.worker_pids()),
