@@ -141,7 +141,8 @@ def _run(session, sequence, prefixes, subs, py_customer, answers) -> None:
                 answers[c].append(_apply(session, again, python=c == py_customer))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.slow  # under xdist the slow tests start first
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(setup=setups, sequence=events)
 def test_function_and_python_path_agree(twins, setup, sequence):
     session = twins
