@@ -120,7 +120,7 @@ def _apply_direct(session: Session, event: orders.OrderEvent, config: Mapping) -
         try:
             driver.autocommit = True
             outcome = orders.apply_on_connection(driver, event, config["DEFAULT_CASHBACK_RATE"], orders.NETWORK_ACTOR,
-                                                 int(config.get("LEDGER_HOT_SHARDS") or ledger.DEFAULT_HOT_SHARDS))
+                                                 ledger.hot_shards())
             break
         except psycopg.OperationalError:
             # The pool does not ping (portal.api.postback.network_app): a connection the server
