@@ -328,9 +328,13 @@ def current_request_id() -> str:
     return f"job:{job.id}" if job is not None else "-"
 
 
+def request_id(given: str | None) -> str:
+    """The client's ``X-Request-ID`` if it is sane, else a new one."""
+    return given if given and _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+
+
 def _incoming_id() -> str:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    return given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+    return request_id(request.headers.get(REQUEST_ID_HEADER))
 
 
 def _start_request() -> None:

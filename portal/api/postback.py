@@ -18,8 +18,15 @@ throttle (refused postbacks counted per IP: ``portal.limits.refused_postback``),
 the path still reaches the portal (``GET`` answers 405), and :class:`NetworkPostbackApi`
 stays registered with FAB: it publishes the endpoint in the OpenAPI spec and answers
 through the same :func:`answer` if the dispatcher is not in front.
+
+Below even the lean app, the dispatcher answers the common case itself (a signed, valid event
+the database function applies whole: ``postbacks.accept``) and hands everything else to the
+lean app unchanged (:class:`NetworkDispatcher`).
 """
 from __future__ import annotations
+
+import io
+import json
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.sessions import SecureCookieSessionInterface
@@ -27,6 +34,7 @@ from flask_appbuilder import AppBuilder
 from flask_appbuilder.api import expose
 from flask_babel import Babel
 from sqlalchemy.exc import DBAPIError
+from werkzeug.datastructures import EnvironHeaders
 
 from portal import i18n, limits, observability
 from portal.api.base import CashbackApi
@@ -274,7 +282,7 @@ def network_app(portal: Flask) -> Flask:
     app.session_interface = _NoSession()
     # The models are shared; the pool is this app's, and it does not ping a connection on each
     # checkout (a round trip per event): the direct path retries once on a connection that
-    # turns out dead (``postbacks._apply_direct``), and SQLAlchemy drops the pool's other
+    # turns out dead (``postbacks.apply_direct``), and SQLAlchemy drops the pool's other
     # connections on the first disconnect it sees.
     options = portal.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}
     portal.config["SQLALCHEMY_ENGINE_OPTIONS"] = {**options, "pool_pre_ping": False}
@@ -292,12 +300,55 @@ def network_app(portal: Flask) -> Flask:
 
 
 class NetworkDispatcher:
-    """WSGI: ``POST`` :data:`URL` to the network's lean app, every other request to the portal."""
+    """WSGI: ``POST`` :data:`URL` to the network's side, every other request to the portal.
+
+    The network's side first tries the common case below Flask (:meth:`fast`): a postback with a
+    length, a valid signature and an event the database function applies whole is answered
+    straight from ``postbacks.accept`` — the same check and the same statement as the lean app's
+    :func:`answer`, without a request context, app context, URL routing, before/after hooks or a
+    Response object (they were a third of the app's CPU per event).  Anything else — a refusal,
+    a conflict, an event handed back to the Python path, a chunked or oversized body, an error —
+    changed nothing and goes to the lean app with the body as read, which checks it again and
+    answers it with the one error shape."""
 
     def __init__(self, portal_wsgi, network: Flask) -> None:
         self.portal_wsgi, self.network = portal_wsgi, network
+        self._engine = None
 
     def __call__(self, environ, start_response):
         if environ.get("REQUEST_METHOD") == "POST" and environ.get("PATH_INFO") == URL:
-            return self.network.wsgi_app(environ, start_response)
+            body = self.fast(environ)
+            if body is None:
+                return self.network.wsgi_app(environ, start_response)
+            start_response("200 OK", [
+                ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                (observability.REQUEST_ID_HEADER, observability.request_id(environ.get("HTTP_X_REQUEST_ID")))])
+            return [body]
         return self.portal_wsgi(environ, start_response)
+
+    def fast(self, environ) -> bytes | None:
+        """The 200 answer's body, or None (then the lean app answers; ``wsgi.input`` is rewound)."""
+        config = self.network.config
+        length = environ.get("CONTENT_LENGTH") or ""
+        if not length.isdigit() or int(length) > int(config["POSTBACK_MAX_BYTES"]) or \
+                "HTTP_TRANSFER_ENCODING" in environ:
+            return None
+        body = environ["wsgi.input"].read(int(length))
+        environ["wsgi.input"] = io.BytesIO(body)
+        if len(body) != int(length):
+            return None
+        if self._engine is None:
+            with self.network.app_context():
+                self._engine = db.engine
+        try:
+            outcome = postbacks.accept(self._engine, body, EnvironHeaders(environ), config)
+        except Exception:  # noqa: BLE001 — the lean app meets it again, logs it and answers it
+            return None
+        if outcome is None:
+            return None
+        return _ANSWER.encode(dict(ok=True, outcome=outcome.outcome, duplicate=outcome.duplicate,
+                                   order_id=outcome.order_id)).encode() + b"\n"
+
+
+#: The 200 answer as ``jsonify`` writes it outside debug mode (keys sorted, compact, a newline).
+_ANSWER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))

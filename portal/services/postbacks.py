@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Mapping
 
 import psycopg
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from portal import observability
@@ -79,8 +80,7 @@ def _sample_limit(config: Mapping) -> int:
     return int(limit)
 
 
-def _check(session: Session, body: bytes, headers: Mapping[str, str], config: Mapping,
-           now: int) -> orders.OrderEvent:
+def _check(body: bytes, headers: Mapping[str, str], config: Mapping, now: int) -> orders.OrderEvent:
     if len(body) > int(config["POSTBACK_MAX_BYTES"]):
         raise _reject(413, "body_too_large", _l("The postback body is too large."))
     network = network_code(headers)
@@ -104,14 +104,13 @@ def _check(session: Session, body: bytes, headers: Mapping[str, str], config: Ma
         raise _reject(400, err.code, err.message, err.errors) from None
 
 
-def _apply_direct(session: Session, event: orders.OrderEvent, config: Mapping) -> orders.EventOutcome | None:
+def apply_direct(engine: Engine, event: orders.OrderEvent, config: Mapping) -> orders.EventOutcome | None:
     """PostgreSQL: the event applied on a pooled DBAPI connection of its own as ONE statement in
     autocommit — the function call is its own transaction, so no ``BEGIN`` and no ``COMMIT`` round
     trip, no ORM session, no SQLAlchemy statement machinery (they cost more CPU than the function
     itself); the answer comes back only once it is committed.  None when there is nothing to gain
     (SQLite) or when the function handed the event back (it undid its work): then the session's
     path runs."""
-    engine = session.get_bind()
     if engine.dialect.name != "postgresql":
         return None
     for attempt in (1, 2):
@@ -139,13 +138,27 @@ def _apply_direct(session: Session, event: orders.OrderEvent, config: Mapping) -
     return outcome
 
 
+def accept(engine: Engine, body: bytes, headers: Mapping[str, str], config: Mapping,
+           now: int | None = None) -> orders.EventOutcome | None:
+    """The common case whole, without a session: a valid event applied by :func:`apply_direct`
+    (stored, applied, committed).  None when anything else has to happen — a refusal to record
+    and answer, a replay with other data, an event the function handed back, an error — and
+    nothing was changed: the caller then runs :func:`process_postback`, which checks the
+    postback again and does it (the web endpoint's fast path: ``portal.api.postback``)."""
+    try:
+        event = _check(body, headers, config, int(time.time()) if now is None else now)
+        return apply_direct(engine, event, config)
+    except (PostbackRejected, orders.EventConflict):
+        return None
+
+
 def process_postback(session: Session, *, body: bytes, headers: Mapping[str, str], remote_ip: str | None,
                      config: Mapping, now: int | None = None) -> orders.EventOutcome:
     """Handle one postback and commit; on refusal record it, commit that, and raise."""
     now = int(time.time()) if now is None else now
     try:
-        event = _check(session, body, headers, config, now)
-        outcome = _apply_direct(session, event, config)
+        event = _check(body, headers, config, now)
+        outcome = apply_direct(session.get_bind(), event, config)
         if outcome is None:
             outcome = orders.receive_event(session, event, default_rate=config["DEFAULT_CASHBACK_RATE"])
             session.commit()

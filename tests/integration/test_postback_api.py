@@ -293,6 +293,40 @@ def test_postbacks_take_the_lean_path(pg_url, app, customers):
     assert pending(portal, 3) == Decimal("7.00")
 
 
+def test_the_common_case_is_answered_below_flask_as_the_lean_app_answers(app, client, sub_id):
+    """An event the database function applies whole is answered by the dispatcher itself (no
+    request context, no hooks): the same status, headers and body bytes as the lean Flask app
+    gives; a refusal, a replay with other data and an event handed back reach the lean app."""
+    import re
+
+    dispatcher = app.wsgi_app  # portal.api.postback.NetworkDispatcher
+    lean = dispatcher.network
+    hooked: list[str] = []
+    hook = lambda: hooked.append(request.path)  # noqa: E731
+    lean.before_request_funcs.setdefault(None, []).append(hook)  # (the app has served requests)
+    try:
+        raw, headers = signed(event(sub_id))
+        fast = client.post(URL, data=raw, headers={**headers, "X-Request-ID": "fast-1"})
+        assert hooked == [] and fast.status_code == 200
+        raw, headers = signed(event(sub_id, "confirmed", event_id="A-1:confirmed"))
+        slow = lean.test_client().post(URL, data=raw, headers={**headers, "X-Request-ID": "slow-1"})
+        assert hooked == [URL] and slow.status_code == 200
+        assert fast.get_data() == slow.get_data()  # the same order: the same bytes
+        assert re.fullmatch(rb'\{"duplicate":false,"ok":true,"order_id":\d+,"outcome":"applied"\}\n', fast.get_data())
+        assert fast.headers["Content-Type"] == slow.headers["Content-Type"] == "application/json"
+        assert (fast.headers["X-Request-ID"], slow.headers["X-Request-ID"]) == ("fast-1", "slow-1")
+        assert re.fullmatch("[0-9a-f]{32}", client.post(URL, data=raw, headers=headers).headers["X-Request-ID"])
+        assert len(hooked) == 1  # the replay above was answered below Flask too
+        other = signed(event(sub_id, "confirmed", event_id="A-1:confirmed", amount="99.00"))
+        assert_error(client.post(URL, data=other[0], headers=other[1]), 409, "event_conflict")
+        forged = signed(event(sub_id, event_id="A-1:x"), secret=b"not-the-secret")
+        assert_error(client.post(URL, data=forged[0], headers=forged[1]), 401, "bad_signature")
+        assert hooked == [URL, URL, URL]
+    finally:
+        lean.before_request_funcs[None].remove(hook)
+    assert counts(app)["Posting"] == 2
+
+
 def test_openapi_documents_body_and_signing_headers(app, client, make_user):
     from tests.conftest import login
 
