@@ -87,8 +87,12 @@ def pytest_sessionstart(session):
 def pytest_runtest_logstart(nodeid, location):
     """A worker's order, to replay a failure that depends on what ran before it in that process:
     ``mapfile -t ids < instance/artifacts/test-order/gw1.txt;
-    bash scripts/test.sh -p no:randomly "${ids[@]}"`` (one process, that order)."""
+    bash scripts/test.sh -p no:randomly "${ids[@]}"`` (one process, that order).  The ``@group``
+    that ``--dist loadgroup`` appends to an ``xdist_group`` test's id is left out (pytest would
+    not find the test by it)."""
     if _xdist_worker():
+        if nodeid.rfind("@") > nodeid.rfind("]"):
+            nodeid = nodeid.rsplit("@", 1)[0]
         with open(TEST_ORDER_DIR / f"{_xdist_worker()}.txt", "a") as f:
             f.write(nodeid + "\n")
 

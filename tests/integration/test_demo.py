@@ -14,6 +14,9 @@ from portal.models import (AuditRecord, Claim, Payout, PayoutApproval, PostbackR
 from portal.services import dashboard, demo, ledger
 from tests.conftest import PREPARED, build_app, dispose_app, login
 
+#: One xdist worker runs this module: each backend is seeded once (module fixtures), not once per xdist worker.
+pytestmark = pytest.mark.xdist_group("test_demo")
+
 #: (role's demo login, page, text of a seeded row the page must show)
 DESK_PAGES = [
     ("support", "/claims/desk/", "8100000000005"),

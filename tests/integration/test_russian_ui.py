@@ -31,6 +31,9 @@ from portal.extensions import db
 from portal.services import demo
 from tests.conftest import KEEP_TABLES
 
+#: One xdist worker runs this module: the demo is seeded once (module fixture ``demo_app``), not once per xdist worker.
+pytestmark = pytest.mark.xdist_group("test_russian_ui")
+
 #: Pages of one kind (digits replaced) walked per login.
 PER_PATTERN = 2
 #: Pages per login at most (the walk stops there; the test then says so).
