@@ -15,7 +15,7 @@ from portal.services import dashboard, demo, ledger
 from tests.conftest import PREPARED, build_app, dispose_app, login
 
 #: One xdist worker runs this module: each backend is seeded once (module fixtures), not once per xdist worker.
-pytestmark = pytest.mark.xdist_group("test_demo")
+pytestmark = [pytest.mark.xdist_group("test_demo"), pytest.mark.slow]  # slow: the group starts first, not last
 
 #: (role's demo login, page, text of a seeded row the page must show)
 DESK_PAGES = [

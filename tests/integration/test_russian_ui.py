@@ -32,7 +32,7 @@ from portal.services import demo
 from tests.conftest import KEEP_TABLES
 
 #: One xdist worker runs this module: the demo is seeded once (module fixture ``demo_app``), not once per xdist worker.
-pytestmark = pytest.mark.xdist_group("test_russian_ui")
+pytestmark = [pytest.mark.xdist_group("test_russian_ui"), pytest.mark.slow]  # slow: the group starts first, not last
 
 #: Pages of one kind (digits replaced) walked per login.
 PER_PATTERN = 2
