@@ -82,6 +82,9 @@ def pytest_sessionstart(session):
     if _xdist_worker():
         TEST_ORDER_DIR.mkdir(parents=True, exist_ok=True)
         (TEST_ORDER_DIR / f"{_xdist_worker()}.txt").write_text("")
+    elif getattr(session.config.option, "numprocesses", None):  # the xdist controller: no stale
+        for old in TEST_ORDER_DIR.glob("gw*.txt"):                # files of a run with more workers
+            old.unlink(missing_ok=True)
 
 
 def pytest_runtest_logstart(nodeid, location):
