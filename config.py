@@ -204,7 +204,11 @@ def load() -> dict:
         "PAYOUT_CHECK_SECONDS": [int(x) for x in _env("CASHBACK_PAYOUT_CHECK_SECONDS", "300,3600,86400").split(",")],
         #: Status checks of one attempt before it is handed to Finance ("fix state").
         "PAYOUT_MAX_CHECKS": _env_int("CASHBACK_PAYOUT_MAX_CHECKS", 6),
-        #: An attempt still "submitting" after this many seconds is treated as unknown.
+        #: Provider calls one `cashback worker` keeps in flight (submits and status checks, each
+        #: on a call thread of its own; every call's key is committed before it).
+        "WORKER_CALLS": _env_int("CASHBACK_WORKER_CALLS", 4),
+        #: An attempt still "submitting" after this many seconds is treated as unknown (and a
+        #: status check being asked is leased for as long).
         "PAYOUT_STALE_SUBMIT_SECONDS": _env_int("CASHBACK_PAYOUT_STALE_SUBMIT_SECONDS", 120),
         #: The janitor refreshes provider balances older than this (low-balance alerts).
         "BALANCE_POLL_SECONDS": _env_int("CASHBACK_BALANCE_POLL_SECONDS", 600),

@@ -162,30 +162,50 @@ def _baseline(settings: dict, code: str, workers: int, count: int) -> float:
 
 # --profile: py-spy samples each worker process from outside (wall clock, idle included), so
 # the profile needs nothing from the worker and survives however the worker ends.  Each sample
-# of the main thread is put in the first bucket whose frame is on its stack (outermost first);
-# the provider call itself runs on the worker's call thread (portal/tasks/worker.py), overlapped.
-_BUCKETS = (
-    # the worker's main thread waits for the one call in flight on its call thread
-    ("waiting for the provider's answer", ("concurrent/futures/",)),
-    ("waiting for a job (blocking pop, idle)", ("dequeue_job_and_maintain_ttl", "dequeue")),
-    ("provider call (HTTP incl. sandbox latency)", ("_call",)),
-    ("PostgreSQL round trips (client + wait)", ("psycopg/",)),
+# is put in the first bucket of its thread's kind whose frame is on its stack: the main thread
+# pops jobs and claims payouts and checks; the call threads (portal/tasks/worker.py, several
+# per worker) make the provider calls and apply their answers.
+_MAIN_BUCKETS = (
+    ("waiting for a free call slot (all in flight)", ("_wait_for_slot",)),
+    ("waiting for the calls in flight at the end", ("PayoutWorker.teardown",)),
+    ("waiting for a job (pop, idle)", ("dequeue_job_and_maintain_ttl", "dequeue")),
+    ("PostgreSQL round trips: claims (client + wait)", ("psycopg/",)),
     ("Redis inside the job (enqueue follow-ups)", ("redis/",)),
-    ("app code in the job (ORM, audit, Python)", ("portal/tasks/payouts.py", "portal/tasks/__init__.py")),
+    ("app code in claims (ORM, audit, Python)", ("portal/tasks/payouts.py", "portal/tasks/__init__.py")),
     ("RQ bookkeeping around the job", ("redis/",)),
 )
+_CALL_BUCKETS = (
+    ("idle (no call to make)", ()),
+    ("handle store before a call (PostgreSQL)", ("services/handles.py",)),
+    ("provider call (HTTP incl. sandbox latency)", ("_call",)),
+    ("PostgreSQL round trips: answers (client + wait)", ("psycopg/",)),
+    ("Redis (follow-ups sent)", ("redis/",)),
+    ("app code applying answers (ORM, Python)", ("portal/",)),
+)
+_OTHER = "other worker code (loop, heartbeats, CPU)"
 
 
-def _bucket(stack: str) -> str:
+def _has(stack: str, mark: str) -> bool:
+    return (f"{mark} (" in stack) if "/" not in mark else (mark in stack)
+
+
+def _bucket(stack: str, call_thread: bool = False) -> str:
+    if call_thread:
+        if "_call_and_apply" not in stack:
+            return _CALL_BUCKETS[0][0]
+        for label, marks in _CALL_BUCKETS[1:]:
+            if any(_has(stack, m) for m in marks):
+                return label
+        return _OTHER
     in_job = "portal/tasks/payouts.py" in stack or "portal/tasks/__init__.py" in stack  # a job function
-    for label, marks in _BUCKETS:
+    for label, marks in _MAIN_BUCKETS:
         if label.startswith("Redis inside") and not in_job:
             continue
         if label.startswith("RQ bookkeeping") and in_job:
             continue
-        if any((f"{m} (" in stack) if "/" not in m else (m in stack) for m in marks):
+        if any(_has(stack, m) for m in marks):
             return label
-    return "other worker code (loop, heartbeats, CPU)"
+    return _OTHER
 
 
 def _where(stack: str) -> str:
@@ -236,34 +256,39 @@ def cpu_seconds(pid: int) -> float:
 
 
 def profile_summary(paths: list[str], payouts: int, elapsed: float, cpu: float) -> str:
-    """Where the workers' wall time went, per payout, from py-spy's samples."""
-    counts: dict[str, int] = {}
+    """Where the workers' threads spent the run, per payout, from py-spy's samples."""
+    counts: dict[str, dict[str, int]] = {"main": {}, "call": {}}
     frames: dict[str, dict[str, int]] = {}  # bucket -> the frame under which the time went
-    for path in paths:
+    threads: dict[str, set] = {"main": set(), "call": set()}
+    for i, path in enumerate(paths):
         if not os.path.exists(path):
             continue
         for line in Path(path).read_text().splitlines():
             stack, _, n = line.rpartition(" ")
             thread, _, stack = stack.partition(": ")
-            if not stack.startswith("MainThread;") or not n.isdigit():
+            kind = "main" if stack.startswith("MainThread;") else "call" if stack.startswith("provider-call") else None
+            if kind is None or not n.isdigit():
                 continue  # RQ's pub/sub listener thread only waits
-            if stack:
-                label = _bucket(stack)
-                counts[label] = counts.get(label, 0) + int(n)
-                where = _where(stack)
-                frames.setdefault(label, {})[where] = frames.get(label, {}).get(where, 0) + int(n)
-    total = sum(counts.values()) or 1
-    wall = elapsed * len(paths)
-    lines = [f"profile (py-spy, {len(paths)} workers x {elapsed:.1f} s = {wall:.1f} worker-seconds, "
-             f"{payouts} payouts), per payout:",
-             f"  {'worker CPU (user+sys, /proc)':<44}: {cpu * 1000 / payouts:7.2f} ms",
-             f"  {'worker wall time':<44}: {wall * 1000 / payouts:7.2f} ms"]
-    for label in [b[0] for b in _BUCKETS] + ["other worker code (loop, heartbeats, CPU)"]:
-        if label in counts:
-            share = counts[label] / total
-            lines.append(f"  {label:<44}: {wall * share * 1000 / payouts:7.2f} ms  ({share:5.1%})")
-            for where, n in sorted(frames[label].items(), key=lambda kv: -kv[1])[:3]:
-                lines.append(f"      {n / total:5.1%} {where}")
+            threads[kind].add((i, thread))
+            label = _bucket(stack, call_thread=kind == "call")
+            counts[kind][label] = counts[kind].get(label, 0) + int(n)
+            where = _where(stack)
+            frames.setdefault(label, {})[where] = frames.get(label, {}).get(where, 0) + int(n)
+    lines = [f"profile (py-spy, {len(paths)} workers x {elapsed:.1f} s, {payouts} payouts), per payout:",
+             f"  {'worker CPU (user+sys, /proc)':<48}: {cpu * 1000 / payouts:7.2f} ms"]
+    for kind, title, buckets in (("main", "main thread (pops jobs, claims)", _MAIN_BUCKETS),
+                                 ("call", "call threads (provider calls, answers applied)", _CALL_BUCKETS)):
+        total = sum(counts[kind].values())
+        if not total:
+            continue
+        wall = elapsed * len(threads[kind])  # thread-seconds of the run
+        lines.append(f"  {title}: {len(threads[kind])} threads, {wall * 1000 / payouts:.2f} ms of thread time")
+        for label in list(dict.fromkeys(b[0] for b in buckets)) + [_OTHER]:
+            if label in counts[kind]:
+                share = counts[kind][label] / total
+                lines.append(f"    {label:<46}: {wall * share * 1000 / payouts:7.2f} ms  ({share:5.1%})")
+                for where, n in sorted(frames[label].items(), key=lambda kv: -kv[1])[:3]:
+                    lines.append(f"        {n / total:5.1%} {where}")
     return "\n".join(lines)
 
 
@@ -287,6 +312,8 @@ def main() -> int:
     parser.add_argument("--payouts", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--calls", type=int, default=None,
+                        help="provider calls in flight per worker (CASHBACK_WORKER_CALLS; default the app's, 4)")
     parser.add_argument("--provider", default="test", help="test, yoomoney, mts, megafon, beeline, qiwi, webmoney")
     parser.add_argument("--timeout", type=float, default=1800, help="most seconds to wait for the workers")
     parser.add_argument("--qiwi-history-per-minute", type=int, default=100,
@@ -336,6 +363,8 @@ def main() -> int:
         # check: enough of them that the budget, not Finance's hand-over, decides when it ends
         env["CASHBACK_PAYOUT_CHECK_SECONDS"] = "1"
         env["CASHBACK_PAYOUT_MAX_CHECKS"] = "100000"
+        if args.calls:
+            env["CASHBACK_WORKER_CALLS"] = str(args.calls)
         engine = sa.create_engine(url)
         for w in range(args.workers):
             procs.append(subprocess.Popen(
@@ -399,6 +428,8 @@ def main() -> int:
 
         with engine.connect() as c:
             states = dict(c.execute(sa.text("SELECT state, count(*) FROM payout GROUP BY state")).all())
+            failures = dict(c.execute(sa.text("SELECT failure_code, count(*) FROM payout WHERE state = 'failed' "
+                                              "GROUP BY failure_code")).all())
         from sqlalchemy.orm import Session
 
         from portal.services.ledger import verify
@@ -425,7 +456,9 @@ def main() -> int:
     # history budget's pace (84 calls a minute steady at QIWI's 100), one call per check
     measured_s = answered_s if args.provider == "qiwi" and answered_s else elapsed
     measured = len(ids) / measured_s if measured_s == answered_s else rate
-    print(f"payout bench [{args.provider}]: {len(ids)} approved payouts, {args.workers} worker processes, "
+    slots = args.calls or int(os.environ.get("CASHBACK_WORKER_CALLS") or 4)
+    print(f"payout bench [{args.provider}]: {len(ids)} approved payouts, {args.workers} worker processes "
+          f"x {slots} calls in flight, "
           f"sandbox latency {args.latency * 1000:.0f} ms (setup {setup_s:.0f} s)")
     print(f"through the workers           : {measured:8.1f} payouts/s "
           f"({measured_s:.1f} s)")
@@ -444,7 +477,8 @@ def main() -> int:
     per_payout = calls[0] / max(done, 1)
     print(f"provider calls per payout: {per_payout:.2f} (all final: {rate:.1f} payouts/s = "
           f"{rate * per_payout / ideal:.2f} of workers / latency in calls)")
-    print(f"states: {states}; sandbox transfers: {paid_accounts}; duplicates: {duplicates}")
+    print(f"states: {states}; sandbox transfers: {paid_accounts}; duplicates: {duplicates}"
+          + (f"; failed: {failures}" if failures else ""))
     print(report.summary())
     if args.profile:
         paths = [f"{profile_base}{i}.txt" for i in range(args.workers)]

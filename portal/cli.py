@@ -81,7 +81,9 @@ def verify_ledger_command() -> None:
               help="Comma-separated RQ queues, in priority order.")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 @click.option("--name", default=None, help="Worker name (default: RQ's).")
-def worker_command(queues: str, burst: bool, name: str | None) -> None:
+@click.option("--calls", type=int, default=None,
+              help="Provider calls in flight at once (default: CASHBACK_WORKER_CALLS, 4).")
+def worker_command(queues: str, burst: bool, name: str | None, calls: int | None) -> None:
     """An RQ worker with the app context (REDIS_URL must be set).  Run one or more per host."""
     from portal import tasks
     from portal.tasks.worker import PayoutWorker
@@ -102,7 +104,7 @@ def worker_command(queues: str, burst: bool, name: str | None) -> None:
         try:
             worker = PayoutWorker([tasks.rq_queue(app, q.strip()) for q in queues.split(",") if q.strip()],
                                   connection=tasks.redis_connection(app),
-                                  name=f"{name}.{run}" if name and run else name)
+                                  name=f"{name}.{run}" if name and run else name, calls=calls)
             worker.work(burst=burst, with_scheduler=True)
         except RedisConnectionError as exc:
             click.echo(f"worker: Redis unreachable ({exc}); starting again", err=True)

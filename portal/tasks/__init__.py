@@ -32,6 +32,10 @@ QUEUE_STATUS = "payouts-status"
 QUEUE_DEFAULT = "default"
 QUEUES = (QUEUE_PAYOUTS, QUEUE_STATUS, QUEUE_DEFAULT)
 _PENDING = "cashback_pending_jobs"
+#: ``app.extensions[LOCAL_JOBS]``: set by a payout worker (``portal.tasks.worker``) in its own
+#: process, ``fn(job) -> bool``: True when the worker keeps the job (a follow-up status check,
+#: a retry later) and runs it itself instead of sending it through Redis.
+LOCAL_JOBS = "cashback_local_jobs"
 
 
 @dataclass(order=True)
@@ -96,6 +100,9 @@ def dispatch(app: Flask, job: _Job) -> None:
     if mode == "collect":  # tests that drive jobs by hand look at what would have been sent
         app.extensions.setdefault("cashback_collected_jobs", []).append(job)
     elif mode == "rq":
+        local = app.extensions.get(LOCAL_JOBS)
+        if local is not None and local(job):
+            return  # a payout worker's own follow-up: it runs it itself, claimed from the database when due
         queue = rq_queue(app, job.queue)
         job_id = queue_name(app, job.job_id) if job.job_id else None
         # the database row is the truth: RQ keeps no result, only failures (for requeue)

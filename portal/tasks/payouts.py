@@ -134,36 +134,80 @@ def submit_payout(payout_id: int) -> str:
     return finish_submit(claimed, call_submit(claimed))
 
 
-@job
-def check_attempt(attempt_id: int, after_callback: bool = False) -> str:
-    """Ask the provider about an attempt's key; resend the same request under the same key
-    only when the provider has no record of it.  After a provider's callback a succeeded
-    attempt is asked about too (a top-up can come back)."""
+@dataclass(frozen=True)
+class ClaimedCheck:
+    """A status check claimed and committed (``checks`` counted, a lease on ``next_check_at``):
+    what the provider call and its result need."""
+    attempt_id: int
+    status: str  # the attempt's status when claimed
+    provider: PayoutProvider
+    request: PayoutRequest
+    facts: payouts.PaidFacts
+
+
+def claim_check(attempt_id: int, after_callback: bool = False, due_only: bool = False) -> ClaimedCheck | str:
+    """The first step of a status check: count it and lease the attempt, committed.
+
+    One conditional UPDATE takes the attempt when it is still in flight (after a provider's
+    callback a succeeded one too) and, with ``due_only``, only when its check is due
+    (``next_check_at`` passed or none): a worker's own follow-up check and the janitor's job
+    for the same attempt race for it and exactly one asks the provider; the other finds
+    "nothing to do".  The lease moves ``next_check_at`` to ``PAYOUT_STALE_SUBMIT_SECONDS``
+    ahead while the provider is asked: the answer sets it anew; if the asker dies, the
+    janitor finds the attempt due again once the lease has passed."""
     session = db.session
     config = current_app.config
-    attempt = session.get(PayoutAttempt, attempt_id)
+    now = utcnow()
     wanted = IN_FLIGHT + ("succeeded",) if after_callback else IN_FLIGHT
-    if attempt is None or attempt.status not in wanted:
+    where = [PayoutAttempt.id == attempt_id, PayoutAttempt.status.in_(wanted)]
+    if due_only:
+        where.append(sa.or_(PayoutAttempt.next_check_at.is_(None), PayoutAttempt.next_check_at <= now))
+    lease = now + dt.timedelta(seconds=int(config["PAYOUT_STALE_SUBMIT_SECONDS"]))
+    row = session.execute(
+        sa.update(PayoutAttempt).where(*where)
+        .values(checks=PayoutAttempt.checks + 1,
+                next_check_at=sa.case((PayoutAttempt.status.in_(IN_FLIGHT), sa.literal(lease, PayoutAttempt.next_check_at.type)),
+                                      else_=PayoutAttempt.next_check_at))
+        .returning(PayoutAttempt.payout_id, PayoutAttempt.idempotency_key, PayoutAttempt.status)
+        .execution_options(synchronize_session=False)).first()
+    if row is None:
+        session.rollback()
         return "nothing to do"
-    payout = attempt.payout
+    payout_id, key, status = row
+    payout = session.get(Payout, payout_id)
     provider = providers.provider(payout.provider_code)
     if provider is None:
+        session.rollback()
         return "no provider"
-    attempt.checks += 1
-    request = payouts.payout_request(payout, attempt)  # before the commit expires both rows
+    request = payouts._request(payout.id, key, payout.payout_amount, payout.payout_currency, payout.account)
     facts = payouts.PaidFacts.of(payout)
     session.commit()
-    result = _call(provider.status, request.idempotency_key, request)
-    # (attempt.status is read afresh only in this rare case)
-    if result.status is PayoutStatus.UNKNOWN and result.error is ErrorCode.NOT_FOUND and attempt.status != "succeeded":
+    return ClaimedCheck(attempt_id, status, provider, request, facts)
+
+
+def call_check(claimed: ClaimedCheck) -> Result:
+    """Ask the provider about the attempt's key; resend the same request under the same key
+    only when the provider has no record of it (no transaction of ours is open meanwhile)."""
+    request = claimed.request
+    result = _call(claimed.provider.status, request.idempotency_key, request)
+    if result.status is PayoutStatus.UNKNOWN and result.error is ErrorCode.NOT_FOUND and claimed.status != "succeeded":
         log.info("Payout %s: provider has no record of %s: sending it under the same key",
                  request.metadata["payout_id"], observability.key_hint(request.idempotency_key))
-        result = _call(provider.submit, request, request.idempotency_key)
+        result = _call(claimed.provider.submit, request, request.idempotency_key)
+    return result
+
+
+def finish_check(claimed: ClaimedCheck, result: Result) -> str:
+    """The provider's answer applied to the checked attempt, the next check scheduled (or the
+    payout handed to Finance after ``PAYOUT_MAX_CHECKS``), committed; the attempt's status."""
+    session = db.session
+    config = current_app.config
     now = utcnow()
-    if payouts.apply_success(session, attempt_id, result, facts, now=now):  # the common case, one round trip
+    if payouts.apply_success(session, claimed.attempt_id, result, claimed.facts, now=now):  # one round trip
         session.commit()
         return "succeeded"
-    payout = payouts.apply_result(session, attempt_id, result, config=config, now=now)  # re-reads `attempt`
+    payout = payouts.apply_result(session, claimed.attempt_id, result, config=config, now=now)
+    attempt = session.get(PayoutAttempt, claimed.attempt_id)  # read by apply_result: no statement
     if attempt.status in IN_FLIGHT and attempt.checks >= int(config["PAYOUT_MAX_CHECKS"]):
         payout.needs_attention = True  # Finance's "fix state" now
         attempt.next_check_at = None
@@ -172,6 +216,19 @@ def check_attempt(attempt_id: int, after_callback: bool = False) -> str:
     status = attempt.status  # read before the commit expires it
     session.commit()
     return status
+
+
+@job
+def check_attempt(attempt_id: int, after_callback: bool = False, due_only: bool = False) -> str:
+    """Ask the provider about an attempt's key (:func:`claim_check`, :func:`call_check`,
+    :func:`finish_check`).  After a provider's callback a succeeded attempt is asked about too
+    (a top-up can come back); ``due_only`` (the janitor's checks) skips an attempt whose check
+    is not due, e.g. because a worker is asking about it right now.  (``cashback worker`` runs
+    the call and the result on a call thread: ``portal.tasks.worker``.)"""
+    claimed = claim_check(attempt_id, after_callback, due_only)
+    if isinstance(claimed, str):
+        return claimed
+    return finish_check(claimed, call_check(claimed))
 
 
 def _poll_balances(session, config, now: dt.datetime) -> int:
@@ -209,7 +266,9 @@ def janitor() -> dict[str, int]:
                 PayoutAttempt.next_check_at.is_not(None), PayoutAttempt.next_check_at <= now),
     ))).scalars().all()
     for attempt_id in due:
-        enqueue_after_commit(session, QUEUE_STATUS, CHECK, attempt_id, job_id=f"janitor-check-{attempt_id}-{now:%H%M%S}")
+        # due_only: a worker asking about it right now (or at its due time) is not asked after
+        enqueue_after_commit(session, QUEUE_STATUS, CHECK, attempt_id, False, True,
+                             job_id=f"janitor-check-{attempt_id}-{now:%H%M%S}")
     waiting = session.execute(sa.select(Payout).where(
         Payout.state == "approved",
         sa.or_(Payout.next_attempt_at.is_(None), Payout.next_attempt_at <= now))).scalars().all()

@@ -21,35 +21,56 @@ Heartbeats are sent at most every ``HEARTBEAT_SECONDS`` instead of three times p
 idle worker's blocking pop returns every ``DEQUEUE_SECONDS`` so that a SIGTERM ends it promptly.
 A job that keeps a result (``result_ttl`` other than 0) gets ``SimpleWorker``'s full treatment.
 
-Submits overlap (``OVERLAP_SUBMITS``).  A submit is three steps (``portal.tasks.payouts``):
-claim (a new attempt and its key, committed), the provider call, the result (applied and
-committed).  The worker makes the call on its one call thread and goes on with the database
-and Redis work around it: while payout N's call is in flight it applies payout N-1's result,
-takes the next job from Redis and claims payout N+1 (committed), then waits for N's answer and
-only then starts N+1's call.  So a worker still has at most ONE provider call in flight and
-every call's key is committed before it; a payout's wall time is max(the provider's answer,
-our own work) instead of their sum.  With no next job waiting, the worker finishes the call in
-flight (applies its result) before it blocks on Redis; a stop (SIGTERM) finishes it too.
-A failure applying a result is logged and left to the janitor: the attempt stays
-``submitting`` and the janitor asks the provider about the same key (as after a kill -9).
+Provider calls run on call threads, several at a time (``WORKER_CALLS``, 4 by default;
+``cashback worker --calls N``).  A submit is three steps (``portal.tasks.payouts``): claim (a
+new attempt and its key, committed), the provider call, the result (applied and committed).
+The main thread pops the job and claims the payout (the key is durable before anything is
+sent), then hands the call and the result to a free call thread and goes on with the next job;
+so a worker has at most ``WORKER_CALLS`` provider calls in flight and every call's key was
+committed before it.  A status check (an RQ job from the janitor, a callback, Finance's
+"check now") runs the same way: ``claim_check`` (counted, leased) on the main thread, the call
+and the result on a call thread.
+
+Follow-ups stay in the worker that caused them.  A result that asks for a status check later
+(``pending``/``accepted``/``unknown``) or a retry later is not sent through RQ's scheduler (a
+run of the bench lost 4 scheduled checks there): the worker keeps it in memory
+(``LOCAL_JOBS``) and, when it is due, claims it from the database like a submit: the check
+with ``due_only`` (a conditional UPDATE, so that the janitor's job for the same attempt and
+this worker ask the provider once between them), the retry with ``payout_claim()``.  The
+database row stays the truth: what a worker keeps in memory is also due in the database, so
+if the worker stops or dies the janitor finds it there.
+
+A stop (SIGTERM) with calls in flight is a warm one even between jobs: no new job or
+follow-up is started, every call in flight finishes and its result is applied, then the worker
+exits; what it kept for later is left to the janitor.  The main thread never waits longer than
+``POLL_SECONDS`` while calls are in flight, so the stop is prompt.  A failure applying a result
+is logged and left to the janitor: the attempt stays ``submitting`` (or leased) and the janitor
+asks the provider about the same key (as after a kill -9).
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import sys
+import threading
 import time
 import traceback
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 from rq import SimpleWorker
+from rq.exceptions import DequeueTimeout, StopRequested
 from rq.timeouts import JobTimeoutException
-from rq.job import Job, _job_stack  # get_current_job(): log lines carry the job's id
+from rq.job import Job, _job_stack, get_current_job  # log lines carry the job's id
 from rq.queue import Queue
 from rq.worker import WorkerStatus
+
+from portal.tasks import LOCAL_JOBS
 
 #: A killed worker's orphaned job hash expires after this long (seconds).
 ORPHAN_TTL = 86400
 SUBMIT = "portal.tasks.payouts.submit_payout"
+CHECK = "portal.tasks.payouts.check_attempt"
 log = logging.getLogger(__name__)
 
 
@@ -90,13 +111,24 @@ class PayoutWorker(SimpleWorker):
     #: joins that thread, so a long read made every shutdown (and every burst) last up to a minute.
     COMMAND_POLL_SECONDS = 1
 
-    #: Claim the next payout and apply the last result while a provider call is in flight.
-    OVERLAP_SUBMITS = True
+    #: Provider calls in flight when neither ``calls=`` nor the app's ``WORKER_CALLS`` says.
+    CALLS = 4
+    #: The main thread's longest wait while calls are in flight or follow-ups are kept: a stop
+    #: and a follow-up coming due are seen within it.
+    POLL_SECONDS = 0.5
 
     _heartbeat_sent = 0.0
-    #: (claimed attempt, its provider call) of the submit whose call is in flight
-    _in_flight: tuple | None = None
-    _caller: ThreadPoolExecutor | None = None
+
+    def __init__(self, *args, calls: int | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._calls = calls  # read from the app at the first call when None
+        self._caller: ThreadPoolExecutor | None = None
+        self._app_started = None  # the app whose LOCAL_JOBS this worker serves
+        self._cond = threading.Condition()
+        self._in_flight = 0  # provider calls started and not yet applied
+        self._later: list[tuple[float, int, str, int]] = []  # (due, seq, "check"|"submit", id)
+        self._seq = itertools.count()
+        self._in_job = False  # the main thread is claiming or running a job: a stop waits for it
 
     def subscribe(self) -> None:
         """RQ's subscription to stop/kill commands, with a short read so a stop is prompt."""
@@ -126,85 +158,211 @@ class PayoutWorker(SimpleWorker):
             return  # already said so (the job's closing pipeline set it)
         super().set_state(state, pipeline=pipeline)
 
-    # --- overlapped submits -------------------------------------------------------------
+    def _shutdown(self) -> None:
+        # RQ raises StopRequested right in the signal handler unless Redis says "busy": never
+        # in the middle of a claim, nor with calls in flight (their results are still to apply)
+        if self._in_job or self._in_flight:
+            self._stop_requested = True
+            self.set_shutdown_requested_date()
+            if self.scheduler:
+                self.stop_scheduler()
+            return
+        super()._shutdown()
 
-    def _overlaps(self, job: Job) -> bool:
-        return self.OVERLAP_SUBMITS and job.func_name == SUBMIT and len(job.args) == 1 and not job.kwargs
+    # --- calls in flight ------------------------------------------------------------------
 
-    def _submit(self, payout_id: int) -> None:
-        """Claim ``payout_id`` (while the previous call is in flight), then start its call as
-        soon as the previous one answered, then apply the previous result (while this call is
-        in flight).  A claim that fails leaves the call in flight for the next step."""
-        from portal.tasks import payouts as jobs
+    def _pooled(self, job: Job) -> str | None:
+        if job.kwargs or not job.args:
+            return None
+        if job.func_name == SUBMIT and len(job.args) == 1:
+            return "submit"
+        if job.func_name == CHECK and len(job.args) <= 3:
+            return "check"
+        return None
 
-        app = _app()
-        claimed = _in_app(app, jobs.claim_submit, payout_id)
-        previous = self._in_flight
-        answer = previous[1].result() if previous else None  # one call in flight per worker
-        self._in_flight = None
-        if not isinstance(claimed, str):
-            if self._caller is None:
-                self._caller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provider-call")
-            self._in_flight = (claimed, self._caller.submit(_in_app, app, jobs.call_submit, claimed))
-        if previous:
-            self._apply(app, previous[0], answer)
+    def _start(self, app) -> None:
+        """The call threads and the follow-ups kept in memory, at the first call."""
+        if self._caller is not None:
+            return
+        if self._calls is None:
+            self._calls = max(1, int(app.config.get("WORKER_CALLS") or self.CALLS))
+        self._caller = ThreadPoolExecutor(max_workers=self._calls, thread_name_prefix="provider-call")
+        app.extensions[LOCAL_JOBS] = self._keep
+        self._app_started = app
 
-    def _apply(self, app, claimed, result) -> None:
-        from portal.tasks import payouts as jobs
+    def _keep(self, job) -> bool:
+        """``LOCAL_JOBS``: keep a follow-up status check, or a retry later, to run it here when due."""
+        if len(job.args) != 1 or job.run_at <= time.time() + 0.5:
+            return False  # a check after a callback, the janitor's, anything to do now: through Redis
+        if job.func == CHECK:
+            kind = "check"  # asked when due (``due_only``): the janitor's job may have asked meanwhile
+        elif job.func == SUBMIT:
+            kind = "submit"  # a retry later: ``payout_claim()`` sends it only if still due and approved
+        else:
+            return False
+        with self._cond:
+            heapq.heappush(self._later, (job.run_at, next(self._seq), kind, job.args[0]))
+            self._cond.notify_all()
+        return True
 
+    def _wait_for_slot(self, timeout: float | None = None) -> bool:
+        """Until fewer than ``calls`` are in flight (True), or ``timeout`` passed (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._in_flight < (self._calls or 1), timeout)
+
+    def _launch(self, app, call, finish, claimed, what: str) -> None:
+        """``finish(claimed, call(claimed))`` on a call thread (a slot is free: the caller waited)."""
+        with self._cond:
+            self._in_flight += 1
         try:
-            _in_app(app, jobs.finish_submit, claimed, result)
-        except Exception:  # the attempt stays `submitting` with its key: the janitor asks the provider
-            log.exception("Payout %s: the provider's answer (%s) was not saved; the janitor will ask about "
-                          "the same key", claimed.payout_id, result.status.value)
+            self._caller.submit(self._call_and_apply, app, call, finish, claimed, what, get_current_job())
+        except BaseException:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+            log.exception("%s: claimed but not sent; the janitor will ask about the same key", what)
+            raise
 
-    def finish_in_flight(self) -> None:
-        """Wait for the call in flight (if any) and apply its result."""
-        previous = self._in_flight
-        if previous:
-            answer = previous[1].result()
-            self._in_flight = None
-            self._apply(_app(), previous[0], answer)
+    def _call_and_apply(self, app, call, finish, claimed, what: str, job: Job | None) -> None:
+        if job is not None:
+            _job_stack.push(job)  # log lines name the job, as on the main thread
+        try:
+            answer = _in_app(app, call, claimed)
+            try:
+                _in_app(app, finish, claimed, answer)
+            except Exception:  # the attempt stays `submitting`/leased with its key: the janitor asks
+                log.exception("%s: the provider's answer (%s) was not saved; the janitor will ask about "
+                              "the same key", what, answer.status.value)
+        except Exception:
+            log.exception("%s: the provider call failed outside the plugin; the janitor will ask about the "
+                          "same key", what)
+        finally:
+            if job is not None:
+                _job_stack.pop()
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
 
-    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):
-        if self._in_flight is not None:  # a job already waiting: take it without blocking
-            result = self.queue_class.dequeue_any(self._ordered_queues, None, connection=self.connection,
+    def _submit(self, app, payout_id: int) -> None:
+        """Claim ``payout_id`` (its key committed) and start its call on a call thread."""
+        from portal.tasks import payouts as jobs
+
+        self._start(app)
+        self._wait_for_slot()
+        claimed = _in_app(app, jobs.claim_submit, payout_id)
+        if not isinstance(claimed, str):
+            self._launch(app, jobs.call_submit, jobs.finish_submit, claimed, f"Payout {payout_id}")
+
+    def _check(self, app, attempt_id: int, after_callback: bool = False, due_only: bool = False) -> None:
+        """Claim a status check of ``attempt_id`` (counted, leased) and start its call on a call thread."""
+        from portal.tasks import payouts as jobs
+
+        self._start(app)
+        self._wait_for_slot()
+        claimed = _in_app(app, jobs.claim_check, attempt_id, after_callback, due_only)
+        if not isinstance(claimed, str):
+            self._launch(app, jobs.call_check, jobs.finish_check, claimed,
+                         f"Payout {claimed.facts.payout_id} (check of attempt {attempt_id})")
+
+    def _run_due(self) -> None:
+        """Start the kept follow-ups that are due, while a call slot is free."""
+        app = self._app_started
+        while app is not None and not self._stop_requested:
+            with self._cond:
+                if not self._later or self._later[0][0] > time.time() or self._in_flight >= self._calls:
+                    return
+                _, _, kind, ident = heapq.heappop(self._later)
+            self.set_state(WorkerStatus.BUSY)
+            self._in_job = True
+            try:
+                if kind == "check":
+                    self._check(app, ident, False, True)
+                else:
+                    self._submit(app, ident)
+            except Exception:  # still due in the database: the janitor finds it
+                log.exception("The %s of %s due now was not started; the janitor will find it", kind, ident)
+            finally:
+                self._in_job = False
+
+    def _pop(self, timeout: float | None):
+        try:
+            result = self.queue_class.dequeue_any(self._ordered_queues, timeout, connection=self.connection,
                                                   job_class=self.job_class, serializer=self.serializer,
                                                   death_penalty_class=self.death_penalty_class)
-            if result is not None:
-                self.reorder_queues(reference_queue=result[1])
-                result[0].redis_server_version = self.get_redis_server_version()
+        except DequeueTimeout:
+            return None
+        if result is not None:
+            self.reorder_queues(reference_queue=result[1])
+            result[0].redis_server_version = self.get_redis_server_version()
+        return result
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None):
+        """RQ's pop while nothing is in flight or kept for later; else a pop that never waits
+        longer than ``POLL_SECONDS``, taken only when a call slot is free, with the kept
+        follow-ups started as they come due."""
+        while True:
+            self._run_due()
+            with self._cond:
+                in_flight, later = self._in_flight, (self._later[0][0] if self._later else None)
+            if self._stop_requested:  # asked while a follow-up was being started
+                raise StopRequested()
+            if not in_flight and later is None:
+                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            self.heartbeat()
+            if self.should_run_maintenance_tasks:
+                self.run_maintenance_tasks()
+            if not in_flight:
+                self.set_state(WorkerStatus.IDLE)
+            wait = self.POLL_SECONDS if later is None else min(self.POLL_SECONDS, max(later - time.time(), 0.05))
+            if not self._wait_for_slot(wait):
+                continue  # every slot taken: a call ends, a stop or a due follow-up comes first
+            if self._stop_requested:
+                raise StopRequested()
+            if timeout is None:  # burst: take what is queued; stop once nothing is in flight
+                result = self._pop(None)
+                if result is None:
+                    if not in_flight:
+                        return None  # what is kept for later is left to the janitor
+                    with self._cond:
+                        self._cond.wait(wait)
+                    continue
                 return result
-            self.finish_in_flight()  # nothing waiting: no answer may wait for the next job
-        return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            result = self._pop(max(wait, 0.05))
+            if result is not None:
+                return result
 
     def teardown(self) -> None:
         try:
-            self.finish_in_flight()
-        finally:
             if self._caller is not None:
-                self._caller.shutdown(wait=True)
+                self._caller.shutdown(wait=True)  # every call in flight ends and its result is applied
                 self._caller = None
+            if self._app_started is not None:
+                self._app_started.extensions.pop(LOCAL_JOBS, None)
+            if self._later:
+                log.info("%s follow-ups kept for later are left to the janitor (due in the database)",
+                         len(self._later))
+        finally:
             super().teardown()
 
     # --- one job ----------------------------------------------------------------------------
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        overlapped = job.result_ttl == 0 and self._overlaps(job)
-        if not overlapped:
-            self.finish_in_flight()  # any other job runs after the submit in flight is done
         if job.result_ttl != 0:
             return super().execute_job(job, queue)  # RQ's full bookkeeping where it is wanted
+        pooled = self._pooled(job)
         with self.connection.pipeline(transaction=False) as pipe:
             self.set_state(WorkerStatus.BUSY, pipeline=pipe)
             pipe.expire(job.key, ORPHAN_TTL)
             pipe.execute()
+        self._in_job = True
         try:
             with self.death_penalty_class(job.timeout or queue.DEFAULT_TIMEOUT, JobTimeoutException, job_id=job.id):
                 _job_stack.push(job)
                 try:
-                    if overlapped:
-                        self._submit(*job.args)
+                    if pooled == "submit":
+                        self._submit(_app(), *job.args)
+                    elif pooled == "check":
+                        self._check(_app(), *job.args)
                     else:
                         job.func(*job.args, **job.kwargs)
                 finally:
@@ -213,10 +371,13 @@ class PayoutWorker(SimpleWorker):
             exc_info = sys.exc_info()
             self.handle_exception(job, *exc_info)
             self.handle_job_failure(job=job, queue=queue, exc_string="".join(traceback.format_exception(*exc_info)))
-            self.set_state(WorkerStatus.IDLE)
+            if not self._in_flight:
+                self.set_state(WorkerStatus.IDLE)
             return
+        finally:
+            self._in_job = False
         with self.connection.pipeline(transaction=False) as pipe:
             pipe.delete(job.key)
-            if self._in_flight is None:  # else busy until its answer is applied
+            if not self._in_flight:  # else busy until the answers in flight are applied
                 self.set_state(WorkerStatus.IDLE, pipeline=pipe)
             pipe.execute()

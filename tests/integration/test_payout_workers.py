@@ -80,11 +80,11 @@ class Workers:
         self.groups: list[int] = []
         self.log = open(os.environ.get("CASHBACK_WORKER_LOG", os.devnull), "ab")
 
-    def start(self, n: int = 1) -> None:
+    def start(self, n: int = 1, queues: str | None = None) -> None:
         for i in range(n):
             proc = subprocess.Popen(
                 [sys.executable, "-c", "from portal.cli import main; main()", "worker", "--name",
-                 f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}"],
+                 f"test-{os.getpid()}-{uuid.uuid4().hex[:8]}", *(("--queues", queues) if queues else ())],
                 env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
             self.procs.append(proc)
             self.groups.append(proc.pid)
@@ -164,51 +164,142 @@ def wait_for(rq_app, payout_ids, states=("succeeded",), timeout=45.0) -> dict[in
 
 
 def test_two_workers_pay_every_payout_exactly_once(rq_app, funded, workers, testbank):
-    """Six approved payouts through two real worker processes: six transfers, each once."""
+    """Eighteen approved payouts through two real worker processes, each with several calls in
+    flight: the sandbox answers "pending" and settles at the first status read, so every payout
+    is a submit and a check; eighteen transfers, each once, each under its attempt's key."""
+    testbank.inject(latency=0.05)
     workers.start(2)
-    ids = [request(rq_app, cid) for cid in range(1, 7)]
+    ids = [request(rq_app, cid, key=f"k{n}") for cid in range(1, 7) for n in range(3)]
     states = wait_for(rq_app, ids)
     assert set(states.values()) == {"succeeded"}, states
     transfers = testbank.ledger.transfers()
-    assert len(transfers) == 6 and len({t.handle for t in transfers}) == 6
+    assert len(transfers) == 18 and len({t.handle for t in transfers}) == 18
     with rq_app.app_context():
+        attempts = db.session.execute(sa.select(PayoutAttempt)).scalars().all()
+        assert len(attempts) == 18 and {a.status for a in attempts} == {"succeeded"}
+        assert {t.handle for t in transfers} == {a.idempotency_key for a in attempts}
         assert ledger.verify(db.session).ok
         db.session.remove()
 
 
-def test_a_worker_claims_the_next_payout_while_one_call_is_in_flight(rq_app, funded, workers, testbank,
-                                                                    monkeypatch):
-    """Submits waiting in the queue: the worker claims payout N+1 (its key committed) and applies
-    N's answer around N's provider call, yet never has two calls in flight; each paid once."""
-    in_flight, most, lock = 0, 0, threading.Lock()
-    serve = testbank._serve
+class Gate:
+    """Wrap a sandbox's request handling: count the provider calls in flight; each call waits
+    (up to 30 s) until ``hold`` calls are in flight together; and each call's idempotency key
+    must already be committed in the database when the call arrives."""
 
-    def counted(request):
-        nonlocal in_flight, most
-        with lock:
-            in_flight += 1
-            most = max(most, in_flight)
-        try:
-            return serve(request)
-        finally:
-            with lock:
-                in_flight -= 1
+    def __init__(self, sandbox, monkeypatch, pg_url, hold: int) -> None:
+        self.in_flight = self.most = 0
+        self.uncommitted: list[str] = []
+        self.cond = threading.Condition()
+        self.hold = hold
+        self.engine = sa.create_engine(pg_url)
+        serve = sandbox._serve
 
-    monkeypatch.setattr(testbank, "_serve", counted)
+        def gated(request):
+            key = request.headers.get("idempotency-key")
+            if key and request.method == "POST":
+                with self.engine.connect() as c:  # another connection: sees committed rows only
+                    if not c.execute(sa.select(PayoutAttempt.id).where(PayoutAttempt.idempotency_key == key)).first():
+                        self.uncommitted.append(key)
+            with self.cond:
+                self.in_flight += 1
+                self.most = max(self.most, self.in_flight)
+                self.cond.notify_all()
+                self.cond.wait_for(lambda: self.in_flight >= self.hold, timeout=30)
+            try:
+                return serve(request)
+            finally:
+                with self.cond:
+                    self.in_flight -= 1
+                    self.cond.notify_all()
+
+        monkeypatch.setattr(sandbox, "_serve", gated)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def long_timeouts(workers, testbank) -> None:
+    """A provider read timeout well above what a gated call can wait."""
+    workers.env["CASHBACK_PROVIDER_SETTINGS"] = json.dumps(
+        {"test": {"base_url": testbank.url, "read_timeout": 60, "connect_timeout": 5}})
+
+
+def test_a_worker_keeps_several_calls_in_flight_each_key_committed_first(rq_app, funded, workers, testbank,
+                                                                         monkeypatch, pg_url):
+    """Six submits waiting in the queue, a worker with three call slots: three provider calls
+    are in flight at once (the sandbox holds each call until three are there), never more, and
+    every call arrives with its attempt (its key) already committed; each payout paid once."""
+    gate = Gate(testbank, monkeypatch, pg_url, hold=3)
     monkeypatch.setattr(testbank, "settle_at_once", True)  # the submit's answer is final: no status check
-    testbank.inject(latency=0.3)
-    ids = [request(rq_app, cid) for cid in range(1, 7)]  # all queued before the worker starts
-    workers.start(1)
-    states = wait_for(rq_app, ids)
+    long_timeouts(workers, testbank)
+    workers.env["CASHBACK_WORKER_CALLS"] = "3"
+    try:
+        ids = [request(rq_app, cid) for cid in range(1, 7)]  # all queued before the worker starts
+        workers.start(1)
+        states = wait_for(rq_app, ids, timeout=90)
+    finally:
+        gate.close()
     assert set(states.values()) == {"succeeded"}, states
-    assert most == 1  # one provider call at a time per worker
+    assert gate.most == 3  # three calls in flight together, never a fourth
+    assert gate.uncommitted == []  # the key was durable before the provider heard of it
     with rq_app.app_context():
-        rows = db.session.execute(sa.select(PayoutAttempt, Payout.finished_at).join(
-            Payout, Payout.id == PayoutAttempt.payout_id).order_by(PayoutAttempt.created_at)).all()
-        assert [a.number for a, _ in rows] == [1] * 6
-        assert {t.handle for t in testbank.ledger.transfers()} == {a.idempotency_key for a, _ in rows}
-        # the next payout was claimed before the previous one's answer was applied
-        assert all(nxt.created_at < finished for (_, finished), (nxt, _) in zip(rows, rows[1:]))
+        attempts = db.session.execute(sa.select(PayoutAttempt)).scalars().all()
+        assert [a.number for a in attempts] == [1] * 6
+        assert sorted(t.handle for t in testbank.ledger.transfers()) == sorted(a.idempotency_key for a in attempts)
+        assert ledger.verify(db.session).ok
+        db.session.remove()
+
+
+def test_a_pending_payout_is_checked_by_its_own_worker_without_rq(rq_app, funded, workers, testbank):
+    """The sandbox answers "pending" (settled at the first status read).  The worker serves the
+    submit queue only and no janitor runs: the status check one second later can only come
+    from the worker that submitted it, claimed from the database, not from RQ's scheduler."""
+    workers.start(1, queues="payouts")
+    payout_id = request(rq_app, 1)
+    states = wait_for(rq_app, [payout_id])
+    assert states[payout_id] == "succeeded"
+    assert len(testbank.ledger.transfers()) == 1
+    with rq_app.app_context():
+        attempt = db.session.execute(sa.select(PayoutAttempt).where(PayoutAttempt.payout_id == payout_id)).scalar_one()
+        assert attempt.status == "succeeded" and attempt.checks == 1 and attempt.next_check_at is None
+        db.session.remove()
+    from rq import Queue
+
+    status_queue = Queue(f"{PREFIX}payouts-status", connection=redis.Redis.from_url(REDIS_URL))
+    assert status_queue.count == 0 and status_queue.scheduled_job_registry.count == 0  # nothing went through RQ
+
+
+def test_sigterm_with_calls_in_flight_applies_every_answer_and_starts_nothing_new(rq_app, funded, workers, testbank,
+                                                                                  monkeypatch, pg_url):
+    """SIGTERM while three calls are in flight: the worker stops taking jobs, lets the three
+    calls end, applies their answers and exits; nothing is left `submitting`, the payouts it
+    did not start are still approved without an attempt, and each transfer is one payout."""
+    gate = Gate(testbank, monkeypatch, pg_url, hold=3)
+    monkeypatch.setattr(testbank, "settle_at_once", True)
+    testbank.inject(latency=1.0)
+    long_timeouts(workers, testbank)
+    workers.env["CASHBACK_WORKER_CALLS"] = "3"
+    try:
+        ids = [request(rq_app, cid) for cid in range(1, 7)]
+        workers.start(1)
+        with gate.cond:
+            assert gate.cond.wait_for(lambda: gate.in_flight == 3, timeout=60)
+        proc = workers.procs[0]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        gate.close()
+    workers.procs.clear()
+    with rq_app.app_context():
+        rows = db.session.execute(sa.select(Payout.state, sa.func.count(PayoutAttempt.id)).outerjoin(
+            PayoutAttempt, PayoutAttempt.payout_id == Payout.id).where(Payout.id.in_(ids)).group_by(Payout.id)).all()
+        assert all((state, n) in (("succeeded", 1), ("approved", 0)) for state, n in rows), rows
+        paid = sum(1 for state, _ in rows if state == "succeeded")
+        assert paid >= 3  # the three in flight were answered and applied
+        assert db.session.execute(sa.select(sa.func.count()).select_from(PayoutAttempt)
+                                  .where(PayoutAttempt.status == "submitting")).scalar_one() == 0
+        assert len(testbank.ledger.transfers()) == paid
         assert ledger.verify(db.session).ok
         db.session.remove()
 
