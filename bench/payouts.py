@@ -221,14 +221,16 @@ def _where(stack: str) -> str:
 
 
 def _count_calls(sandbox) -> list[int]:
-    """Count the calls the sandbox answers from now on (a one-element list, updated in place)."""
+    """Count the calls the sandbox answers from now on ([total, {method and path: n}], updated in place)."""
     import threading
 
-    seen, lock, serve = [0], threading.Lock(), sandbox._serve
+    seen, lock, serve = [0, {}], threading.Lock(), sandbox._serve
 
     def counted(request):
+        what = f"{request.method} {'/'.join(request.path.split('/')[:3])}"
         with lock:
             seen[0] += 1
+            seen[1][what] = seen[1].get(what, 0) + 1
         return serve(request)
 
     sandbox._serve = counted
@@ -430,6 +432,12 @@ def main() -> int:
             states = dict(c.execute(sa.text("SELECT state, count(*) FROM payout GROUP BY state")).all())
             failures = dict(c.execute(sa.text("SELECT failure_code, count(*) FROM payout WHERE state = 'failed' "
                                               "GROUP BY failure_code")).all())
+            # what the open ones wait for: payout state / newest attempt's status and error
+            waiting = c.execute(sa.text(
+                "SELECT p.state || ' / ' || coalesce(a.status, 'no attempt') || coalesce(' ' || a.error_code, ''), "
+                "count(*) FROM payout p LEFT JOIN LATERAL (SELECT status, error_code FROM payout_attempt "
+                "WHERE payout_id = p.id ORDER BY number DESC LIMIT 1) a ON true WHERE p.state NOT IN "
+                f"{final} GROUP BY 1 ORDER BY 2 DESC")).all()
         from sqlalchemy.orm import Session
 
         from portal.services.ledger import verify
@@ -468,7 +476,8 @@ def main() -> int:
               f"checks, {args.qiwi_history_per_minute} calls a minute at most "
               f"({per_minute} steady): all final after {elapsed:.1f} s = {rate:.1f} payouts/s)")
     print(f"baseline: direct client calls : {baseline:8.1f} payouts/s")
-    print(f"ideal: workers / latency      : {ideal:8.1f} payouts/s")
+    print(f"ideal: workers / latency      : {ideal:8.1f} payouts/s (issue 13's yardstick: one call in flight "
+          f"per worker; {slots} in flight allow up to {ideal * slots:.0f}/s)")
     goal = 0.85 if args.provider == "test" else 0.7  # issue 13's floors
     print(f"ratio to ideal = {measured / ideal:.2f} (goal >= {goal:.2f}: "
           f"{'met' if measured / ideal >= goal else 'NOT met'}); ratio to baseline = {measured / baseline:.2f}")
@@ -476,9 +485,12 @@ def main() -> int:
     # call in flight per worker its ideal is workers / (calls per payout x latency)
     per_payout = calls[0] / max(done, 1)
     print(f"provider calls per payout: {per_payout:.2f} (all final: {rate:.1f} payouts/s = "
-          f"{rate * per_payout / ideal:.2f} of workers / latency in calls)")
+          f"{rate * per_payout / ideal:.2f} of workers / latency in calls): "
+          + ", ".join(f"{what} {n}" for what, n in sorted(calls[1].items(), key=lambda kv: -kv[1])))
     print(f"states: {states}; sandbox transfers: {paid_accounts}; duplicates: {duplicates}"
           + (f"; failed: {failures}" if failures else ""))
+    if waiting:
+        print("open: " + ", ".join(f"{what}: {n}" for what, n in waiting))
     print(report.summary())
     if args.profile:
         paths = [f"{profile_base}{i}.txt" for i in range(args.workers)]

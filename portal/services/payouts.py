@@ -159,12 +159,17 @@ def set_provider_enabled(session: Session, code: str, enabled: bool, *, actor: A
 
 
 def _breaker_after(session: Session, code: str, result: Result, config: Mapping, now: dt.datetime,
-                   seen: ProviderState | None = None) -> None:
+                   seen: ProviderState | None = None, status_read: bool = False) -> None:
     """Count transport failures; open the breaker on too many, or at once on auth/config/our funds.
 
     The common case (a normal answer while the breaker is closed and nothing failed)
     neither locks nor writes the provider's row, so workers do not queue on it.
     """
+    if status_read and result.status is PayoutStatus.UNKNOWN and result.error is ErrorCode.RATE_LIMITED:
+        # a throttled status read (QIWI's history budget spent, its 423 history block) says
+        # nothing about sending: its Retry-After spaces the next check; pausing the provider
+        # would hold every payout to it (a burst of due checks paused QIWI's submits for 60 s)
+        return
     transport = result.error in (ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.RATE_LIMITED) \
         or (result.status is PayoutStatus.UNKNOWN and result.error is not ErrorCode.NOT_FOUND)
     pausing = result.error is not None and (result.error.pauses_provider or result.error is ErrorCode.INSUFFICIENT_FUNDS)
@@ -621,8 +626,10 @@ def _next_check(config: Mapping, checks: int, now: dt.datetime, retry_after: dt.
 
 
 def apply_result(session: Session, attempt_id: int, result: Result, *, config: Mapping,
-                 actor: Actor = Actor.system("worker"), now: dt.datetime | None = None) -> Payout:
-    """Move the attempt and its payout on with a provider's answer about that attempt's key."""
+                 actor: Actor = Actor.system("worker"), now: dt.datetime | None = None,
+                 status_read: bool = False) -> Payout:
+    """Move the attempt and its payout on with a provider's answer about that attempt's key
+    (``status_read``: the answer of a status call, not of a submit)."""
     now = now or utcnow()
     # one statement: the payout locked, this attempt fresh, the provider's state, the newest attempt
     payout, attempt, state, newest = _lock_with_state(session, PayoutAttempt.id == attempt_id, attempt=True)
@@ -632,7 +639,7 @@ def apply_result(session: Session, attempt_id: int, result: Result, *, config: M
     attempt.provider_reference = result.provider_reference or attempt.provider_reference
     if attempt.number != newest or payout.state in ("failed", "rejected", "cancelled"):
         return payout  # an old attempt's late answer: the payout has moved on
-    _breaker_after(session, payout.provider_code, result, config, now, seen=state)
+    _breaker_after(session, payout.provider_code, result, config, now, seen=state, status_read=status_read)
 
     if status is PayoutStatus.SUCCEEDED:
         attempt.status, attempt.next_check_at = "succeeded", None

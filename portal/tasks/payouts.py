@@ -134,7 +134,7 @@ def submit_payout(payout_id: int) -> str:
     return finish_submit(claimed, call_submit(claimed))
 
 
-@dataclass(frozen=True)
+@dataclass
 class ClaimedCheck:
     """A status check claimed and committed (``checks`` counted, a lease on ``next_check_at``):
     what the provider call and its result need."""
@@ -143,6 +143,8 @@ class ClaimedCheck:
     provider: PayoutProvider
     request: PayoutRequest
     facts: payouts.PaidFacts
+    #: set by :func:`call_check`: the answer is a resubmit's (the provider had no record), not a read's
+    resubmitted: bool = False
 
 
 def claim_check(attempt_id: int, after_callback: bool = False, due_only: bool = False) -> ClaimedCheck | str:
@@ -193,6 +195,7 @@ def call_check(claimed: ClaimedCheck) -> Result:
     if result.status is PayoutStatus.UNKNOWN and result.error is ErrorCode.NOT_FOUND and claimed.status != "succeeded":
         log.info("Payout %s: provider has no record of %s: sending it under the same key",
                  request.metadata["payout_id"], observability.key_hint(request.idempotency_key))
+        claimed.resubmitted = True
         result = _call(claimed.provider.submit, request, request.idempotency_key)
     return result
 
@@ -206,7 +209,8 @@ def finish_check(claimed: ClaimedCheck, result: Result) -> str:
     if payouts.apply_success(session, claimed.attempt_id, result, claimed.facts, now=now):  # one round trip
         session.commit()
         return "succeeded"
-    payout = payouts.apply_result(session, claimed.attempt_id, result, config=config, now=now)
+    payout = payouts.apply_result(session, claimed.attempt_id, result, config=config, now=now,
+                                  status_read=not claimed.resubmitted)
     attempt = session.get(PayoutAttempt, claimed.attempt_id)  # read by apply_result: no statement
     if attempt.status in IN_FLIGHT and attempt.checks >= int(config["PAYOUT_MAX_CHECKS"]):
         payout.needs_attention = True  # Finance's "fix state" now

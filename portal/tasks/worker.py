@@ -116,6 +116,12 @@ class PayoutWorker(SimpleWorker):
     #: The main thread's longest wait while calls are in flight or follow-ups are kept: a stop
     #: and a follow-up coming due are seen within it.
     POLL_SECONDS = 0.5
+    #: The interpreter's thread switch interval once call threads run (Python's default 5 ms):
+    #: every round trip of a thread (Redis, PostgreSQL, the provider) ends by taking the GIL
+    #: back, and with 5 ms a thread answered from the network waited for another thread's
+    #: Python work for up to 5 ms each time; the main thread's dozen round trips a payout made
+    #: it the bound of a worker.
+    SWITCH_SECONDS = 0.0005
 
     _heartbeat_sent = 0.0
 
@@ -187,6 +193,8 @@ class PayoutWorker(SimpleWorker):
         if self._calls is None:
             self._calls = max(1, int(app.config.get("WORKER_CALLS") or self.CALLS))
         self._caller = ThreadPoolExecutor(max_workers=self._calls, thread_name_prefix="provider-call")
+        if self.SWITCH_SECONDS:
+            sys.setswitchinterval(self.SWITCH_SECONDS)
         app.extensions[LOCAL_JOBS] = self._keep
         self._app_started = app
 
@@ -210,12 +218,12 @@ class PayoutWorker(SimpleWorker):
         with self._cond:
             return self._cond.wait_for(lambda: self._in_flight < (self._calls or 1), timeout)
 
-    def _launch(self, app, call, finish, claimed, what: str) -> None:
+    def _launch(self, app, call, finish, claimed, what: str, claim=None) -> None:
         """``finish(claimed, call(claimed))`` on a call thread (a slot is free: the caller waited)."""
         with self._cond:
             self._in_flight += 1
         try:
-            self._caller.submit(self._call_and_apply, app, call, finish, claimed, what, get_current_job())
+            self._caller.submit(self._call_and_apply, app, call, finish, claimed, what, get_current_job(), claim)
         except BaseException:
             with self._cond:
                 self._in_flight -= 1
@@ -223,10 +231,16 @@ class PayoutWorker(SimpleWorker):
             log.exception("%s: claimed but not sent; the janitor will ask about the same key", what)
             raise
 
-    def _call_and_apply(self, app, call, finish, claimed, what: str, job: Job | None) -> None:
+    def _call_and_apply(self, app, call, finish, claimed, what: str, job: Job | None, claim=None) -> None:
+        """On a call thread: (``claim(*claimed)`` first, when given: a due follow-up check, which
+        needs nothing of the main thread) the call, then its answer applied."""
         if job is not None:
             _job_stack.push(job)  # log lines name the job, as on the main thread
         try:
+            if claim is not None:
+                claimed = _in_app(app, claim, *claimed)
+                if isinstance(claimed, str):
+                    return  # not due any more, or asked by the janitor's job meanwhile
             answer = _in_app(app, call, claimed)
             try:
                 _in_app(app, finish, claimed, answer)
@@ -275,8 +289,11 @@ class PayoutWorker(SimpleWorker):
             self.set_state(WorkerStatus.BUSY)
             self._in_job = True
             try:
-                if kind == "check":
-                    self._check(app, ident, False, True)
+                if kind == "check":  # claimed on the call thread: the main thread stays free for jobs
+                    from portal.tasks import payouts as jobs
+
+                    self._launch(app, jobs.call_check, jobs.finish_check, (ident, False, True),
+                                 f"Check of attempt {ident}", claim=jobs.claim_check)
                 else:
                     self._submit(app, ident)
             except Exception:  # still due in the database: the janitor finds it

@@ -78,3 +78,24 @@ def test_a_lost_check_is_due_again_once_its_lease_has_passed(app, session, world
     session.expire_all()
     assert session.get(PayoutAttempt, attempt_id).checks == 2
     assert len(testbank.ledger.transfers()) == 1
+
+
+def test_a_throttled_status_read_does_not_pause_the_provider(app, session, world, testbank):
+    """A status read refused by a rate limit (QIWI's history budget spent: "not called", or its
+    423 history block) says nothing about sending: however many, the provider's breaker stays
+    closed and its payouts keep going; the same answer to a submit still counts."""
+    from plugins import ErrorCode, Result
+    from portal.services import payouts
+
+    attempt_id = pending_attempt(session, app).id
+    throttled = Result.unknown(ErrorCode.RATE_LIMITED, "budget spent; not called", retry_after=dt.timedelta(seconds=5))
+    for _ in range(int(app.config["BREAKER_THRESHOLD"]) + 1):
+        payouts.apply_result(session, attempt_id, throttled, config=app.config, status_read=True)
+        session.commit()
+    state = payouts.provider_state(session, "test")
+    assert state.breaker == "closed" and state.consecutive_failures == 0
+    payouts.apply_result(session, attempt_id, throttled, config=app.config)  # a submit's answer
+    session.commit()
+    session.expire_all()
+    assert payouts.provider_state(session, "test").consecutive_failures == 1
+    assert jobs.check_attempt(attempt_id) == "succeeded"  # resolved by the same key: paid once

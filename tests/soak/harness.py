@@ -84,7 +84,7 @@ def wallet(n: int, code: str = "test") -> str:
     if code in ("mts", "megafon", "beeline", "qiwi"):
         return f"+7915{n:07d}"
     if code == "webmoney":
-        return f"P{100000000000 + n}"
+        return f"P{300000000000 + n}"  # never our own purse (P100000000001: "same purse", retval 26)
     from payment_providers.testbank.provider import luhn_check_digit
 
     body = f"{2000000 + n:07d}"
