@@ -89,7 +89,7 @@ Behind configuration ([?] = not verified in the stored material)
 * ``fee_percent`` "0.8", ``fee_min`` "0.01" [doc]; ``fee_max`` (None: the WMP cap was not
   found; 50 WMZ / 50 WME documented) [?]; ``fee_rounding`` ROUND_HALF_UP to 0.01 [?].
 * ``min_amount`` "1.00", ``max_amount`` "15000.00" [?: per contract / identification level].
-* ``purse_types`` ``{"RUB": "P"}``; ``onlyauth`` True; ``reqn_attempts`` 3;
+* ``purse_types`` ``{"RUB": "P"}``; ``onlyauth`` True; ``reqn_attempts`` 5;
   ``lookback_days`` 90 (X3 window) [?]; ``default_description``.
 * Unverified, not configurable [?]: Light requests still carry ``wmid``; ``desc`` ≤ 255
   characters, ``tranid`` ≤ 2^32−1 (sandbox); the X3 retval for a foreign purse; opertype 12 as
