@@ -9,15 +9,17 @@ One run on a throw-away PostgreSQL database and this run's own Redis queues:
      and times until every payout reached a final state (worker start-up is not timed).
 
 The sandbox answers every call after ``--latency`` seconds (50 ms), settling at once, so
-the ideal is W / latency payouts/s.  Prints payouts/s, the ratio to that ideal and to the
-measured baseline, and checks: every payout succeeded, the sandbox paid each exactly once,
-verify-ledger is clean.
+the ideal with one call in flight per worker (issue 13's yardstick) is W / latency payouts/s;
+a worker keeps ``--calls`` (``CASHBACK_WORKER_CALLS``, 4) calls in flight and can exceed it.
+Prints payouts/s, the ratio to that ideal and to the measured baseline, and checks: every
+payout succeeded, the sandbox paid each exactly once, verify-ledger is clean.
 
-    python bench/payouts.py [--payouts 2000] [--workers 2] [--latency 0.05] [--provider test] [--profile]
+    python bench/payouts.py [--payouts 2000] [--workers 2] [--calls 4] [--latency 0.05] [--provider test] [--profile]
 
 ``--profile`` samples each worker with py-spy (``pip install -e '.[bench]'``) and prints where
-a payout's worker time goes: the provider call, PostgreSQL round trips, Redis/RQ bookkeeping,
-the app's own code, waiting for a job; and the workers' CPU per payout.
+a payout's time goes on the main thread (waiting for a call slot or a job, the claims'
+PostgreSQL round trips and app code, RQ bookkeeping) and on the call threads (idle, the handle
+store, the provider call, applying answers); and the workers' CPU per payout.
 """
 from __future__ import annotations
 
