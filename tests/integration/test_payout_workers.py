@@ -183,9 +183,10 @@ def test_two_workers_pay_every_payout_exactly_once(rq_app, funded, workers, test
 
 
 class Gate:
-    """Wrap a sandbox's request handling: count the provider calls in flight; each call waits
-    (up to 30 s) until ``hold`` calls are in flight together; and each call's idempotency key
-    must already be committed in the database when the call arrives."""
+    """Wrap a sandbox's request handling: count the provider calls in flight; the first calls
+    wait (up to 30 s) until ``hold`` calls are in flight together, later ones pass (held, the
+    run's last calls would each wait out the 30 s for company that never comes); and each
+    call's idempotency key must already be committed in the database when the call arrives."""
 
     def __init__(self, sandbox, monkeypatch, pg_url, hold: int) -> None:
         self.in_flight = self.most = 0
@@ -205,7 +206,7 @@ class Gate:
                 self.in_flight += 1
                 self.most = max(self.most, self.in_flight)
                 self.cond.notify_all()
-                self.cond.wait_for(lambda: self.in_flight >= self.hold, timeout=30)
+                self.cond.wait_for(lambda: self.most >= self.hold, timeout=30)
             try:
                 return serve(request)
             finally:
