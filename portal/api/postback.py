@@ -333,7 +333,10 @@ class NetworkDispatcher:
         if not length.isdigit() or int(length) > int(config["POSTBACK_MAX_BYTES"]) or \
                 "HTTP_TRANSFER_ENCODING" in environ:
             return None
-        body = environ["wsgi.input"].read(int(length))
+        try:
+            body = environ["wsgi.input"].read(int(length))
+        except OSError:  # the sender went away mid-body: the lean app meets the same stream
+            return None
         environ["wsgi.input"] = io.BytesIO(body)
         if len(body) != int(length):
             return None
