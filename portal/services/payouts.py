@@ -500,8 +500,9 @@ def new_attempt_key(payout_id: int, number: int) -> str:
     return f"cb-{payout_id}-{number}-{secrets.token_hex(8)}"
 
 
-def payout_request(payout: Payout, attempt: PayoutAttempt) -> PayoutRequest:
-    return _request(payout.id, attempt.idempotency_key, payout.payout_amount, payout.payout_currency, payout.account)
+def payout_request(payout: Payout, key: str) -> PayoutRequest:
+    """What the provider is sent for ``payout`` under an attempt's idempotency ``key``."""
+    return _request(payout.id, key, payout.payout_amount, payout.payout_currency, payout.account)
 
 
 def _request(payout_id: int, key: str, amount: Decimal, currency: str, account: str) -> PayoutRequest:
@@ -560,7 +561,7 @@ def claim_attempt(session: Session, payout_id: int, *, providers: Mapping[str, P
     if attempt is None:
         return "skipped"
     payout = attempt.payout  # read with the lock: no statement
-    return ClaimedAttempt(attempt.id, attempt.number, payout_request(payout, attempt), PaidFacts.of(payout))
+    return ClaimedAttempt(attempt.id, attempt.number, payout_request(payout, attempt.idempotency_key), PaidFacts.of(payout))
 
 
 def _lock_with_state(session: Session, where, *, attempt: bool = False):

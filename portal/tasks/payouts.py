@@ -181,7 +181,7 @@ def claim_check(attempt_id: int, after_callback: bool = False, due_only: bool = 
     if provider is None:
         session.rollback()
         return "no provider"
-    request = payouts._request(payout.id, key, payout.payout_amount, payout.payout_currency, payout.account)
+    request = payouts.payout_request(payout, key)
     facts = payouts.PaidFacts.of(payout)
     session.commit()
     return ClaimedCheck(attempt_id, status, provider, request, facts)
