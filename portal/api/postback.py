@@ -44,6 +44,9 @@ from portal.services import postbacks
 
 #: The endpoint's path (the FAB API below publishes it under the same one).
 URL = "/api/v1/network/postback"
+#: Set in the WSGI environ by :class:`NetworkDispatcher` when ``apply_order_event()`` handed the
+#: event back: :func:`answer` then does not run the function again.
+HANDED_BACK = "cashback.postback.handed_back"
 
 
 def _read_body(limit: int) -> bytes:
@@ -236,10 +239,11 @@ def answer() -> Response:
     """Handle the current request's postback (the lean app and the FAB API alike)."""
     config = current_app.config
     body = _read_body(int(config["POSTBACK_MAX_BYTES"]))
+    server_side = not request.environ.get(HANDED_BACK)
     try:
         try:
             outcome = postbacks.process_postback(db.session, body=body, headers=request.headers,
-                                                 remote_ip=request.remote_addr, config=config)
+                                                 remote_ip=request.remote_addr, config=config, server_side=server_side)
         except DBAPIError as err:
             # The lean app's pool does not ping (see network_app): a connection the server had
             # dropped fails once, SQLAlchemy then renews the pool's connections, and the
@@ -248,7 +252,7 @@ def answer() -> Response:
                 raise
             db.session.remove()
             outcome = postbacks.process_postback(db.session, body=body, headers=request.headers,
-                                                 remote_ip=request.remote_addr, config=config)
+                                                 remote_ip=request.remote_addr, config=config, server_side=server_side)
     except postbacks.PostbackRejected as err:
         throttled = limits.refused_postback(request.remote_addr)
         if throttled is not None:
@@ -330,24 +334,28 @@ class NetworkDispatcher:
         """The 200 answer's body, or None (then the lean app answers; ``wsgi.input`` is rewound)."""
         config = self.network.config
         length = environ.get("CONTENT_LENGTH") or ""
-        if not length.isdigit() or int(length) > int(config["POSTBACK_MAX_BYTES"]) or \
-                "HTTP_TRANSFER_ENCODING" in environ:
+        if not length.isdigit() or "HTTP_TRANSFER_ENCODING" in environ:
+            return None
+        length = int(length)
+        if length > int(config["POSTBACK_MAX_BYTES"]):
             return None
         try:
-            body = environ["wsgi.input"].read(int(length))
+            body = environ["wsgi.input"].read(length)
         except OSError:  # the sender went away mid-body: the lean app meets the same stream
             return None
         environ["wsgi.input"] = io.BytesIO(body)
-        if len(body) != int(length):
+        if len(body) != length:
             return None
         if self._engine is None:
             with self.network.app_context():
                 self._engine = db.engine
         try:
-            outcome = postbacks.accept(self._engine, body, EnvironHeaders(environ), config)
+            outcome, handed_back = postbacks.accept(self._engine, body, EnvironHeaders(environ), config)
         except Exception:  # noqa: BLE001 — the lean app meets it again, logs it and answers it
             return None
         if outcome is None:
+            if handed_back:  # the lean app goes straight to the Python path: the function ran once
+                environ[HANDED_BACK] = True
             return None
         return _ANSWER.encode(dict(ok=True, outcome=outcome.outcome, duplicate=outcome.duplicate,
                                    order_id=outcome.order_id)).encode() + b"\n"

@@ -360,14 +360,15 @@ def _apply(order: Order, event: OrderEvent, created: bool, amount_usd: Decimal, 
 
 
 def receive_event(session: Session, event: OrderEvent, *, default_rate: Decimal,
-                  actor: Actor = NETWORK_ACTOR) -> EventOutcome:
+                  actor: Actor = NETWORK_ACTOR, server_side: bool = True) -> EventOutcome:
     """Store the event once and apply it to its order (the caller commits).
 
     On PostgreSQL the whole of it runs server-side in one call of ``apply_order_event()``
     (migration 0017), which hands back what it does not do (a referred customer, an RUB day
     without a rate, a posting the ledger refuses); then, as on SQLite, the steps run here.
+    ``server_side=False``: straight to those steps (the caller saw the function hand it back).
     """
-    if session.get_bind().dialect.name == "postgresql":
+    if server_side and session.get_bind().dialect.name == "postgresql":
         outcome = _receive_postgres(session, event, default_rate, actor)
         if outcome is not None:
             return outcome

@@ -139,28 +139,34 @@ def apply_direct(engine: Engine, event: orders.OrderEvent, config: Mapping) -> o
 
 
 def accept(engine: Engine, body: bytes, headers: Mapping[str, str], config: Mapping,
-           now: int | None = None) -> orders.EventOutcome | None:
+           now: int | None = None) -> tuple[orders.EventOutcome | None, bool]:
     """The common case whole, without a session: a valid event applied by :func:`apply_direct`
-    (stored, applied, committed).  None when anything else has to happen — a refusal to record
-    and answer, a replay with other data, an event the function handed back, an error — and
-    nothing was changed: the caller then runs :func:`process_postback`, which checks the
-    postback again and does it (the web endpoint's fast path: ``portal.api.postback``)."""
+    (stored, applied, committed): ``(outcome, False)``.  ``(None, handed_back)`` when anything
+    else has to happen and nothing was changed — a refusal to record and answer, a replay with
+    other data, or (``handed_back``) an event the function handed back to the Python path: the
+    caller then runs :func:`process_postback` (``server_side=not handed_back``), which checks
+    the postback again and does it (the web endpoint's fast path: ``portal.api.postback``).
+    A database error propagates."""
     try:
         event = _check(body, headers, config, int(time.time()) if now is None else now)
-        return apply_direct(engine, event, config)
+        outcome = apply_direct(engine, event, config)
     except (PostbackRejected, orders.EventConflict):
-        return None
+        return None, False
+    return outcome, outcome is None
 
 
 def process_postback(session: Session, *, body: bytes, headers: Mapping[str, str], remote_ip: str | None,
-                     config: Mapping, now: int | None = None) -> orders.EventOutcome:
-    """Handle one postback and commit; on refusal record it, commit that, and raise."""
+                     config: Mapping, now: int | None = None, server_side: bool = True) -> orders.EventOutcome:
+    """Handle one postback and commit; on refusal record it, commit that, and raise.
+    ``server_side=False``: the caller saw ``apply_order_event()`` hand this event back, so it
+    is not run again (:func:`accept`)."""
     now = int(time.time()) if now is None else now
     try:
         event = _check(body, headers, config, now)
-        outcome = apply_direct(session.get_bind(), event, config)
-        if outcome is None:
-            outcome = orders.receive_event(session, event, default_rate=config["DEFAULT_CASHBACK_RATE"])
+        outcome = apply_direct(session.get_bind(), event, config) if server_side else None
+        if outcome is None:  # SQLite, or the function handed it back (its work undone): the Python path
+            outcome = orders.receive_event(session, event, default_rate=config["DEFAULT_CASHBACK_RATE"],
+                                           server_side=False)
             session.commit()
         return outcome
     except (PostbackRejected, orders.EventConflict, NoRate) as err:
