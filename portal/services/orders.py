@@ -364,7 +364,7 @@ def receive_event(session: Session, event: OrderEvent, *, default_rate: Decimal,
     """Store the event once and apply it to its order (the caller commits).
 
     On PostgreSQL the whole of it runs server-side in one call of ``apply_order_event()``
-    (migration 0017), which hands back what it does not do (a referred customer, an RUB day
+    (migrations 0017, 0018), which hands back what it does not do (a referred customer, an RUB day
     without a rate, a posting the ledger refuses); then, as on SQLite, the steps run here.
     ``server_side=False``: straight to those steps (the caller saw the function hand it back).
     """
@@ -375,7 +375,7 @@ def receive_event(session: Session, event: OrderEvent, *, default_rate: Decimal,
     return _receive_python(session, event, default_rate=default_rate, actor=actor)
 
 
-#: One event in one round trip (migration 0017), on the session's own DBAPI connection (same
+#: One event in one round trip (migrations 0017, 0018), on the session's own DBAPI connection (same
 #: transaction; psycopg prepares it after a few calls), as ``ledger._post_postgres`` does.
 _PG_APPLY = (
     "SELECT event_row_id, outcome, order_id, duplicate, conflict, fallback, posting_kind, posting_created"

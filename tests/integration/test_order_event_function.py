@@ -1,4 +1,4 @@
-"""``apply_order_event()`` (migration 0017) against the Python path, on random event sequences.
+"""``apply_order_event()`` (migrations 0017, 0018) against the Python path, on random event sequences.
 
 On PostgreSQL ``orders.receive_event`` applies an event server-side in one call; SQLite (and
 whatever the function hands back) runs ``orders._receive_python``.  Here both run on the same
@@ -216,3 +216,59 @@ def test_the_function_answers_in_one_round_trip(twins):
     assert raw == 1
     # Everything went through the raw DBAPI cursor: SQLAlchemy executed no statement for it.
     assert statements == []
+
+
+@pytest.mark.parametrize("copy", ["same", "other"])
+def test_a_copy_sent_while_the_first_is_uncommitted_answers_the_first(twins, pg_url, copy):
+    """Both copies pass the replay look-up; the second waits for the first's commit, meets its
+    event row, undoes whatever it did and answers the stored one (migration 0018): a duplicate,
+    or ``EventConflict`` when its data differ.  One event row, one posting."""
+    import threading
+
+    import psycopg
+    from sqlalchemy.orm import Session
+
+    session = twins
+    _click(session, 1, "race", RATE, None)
+    session.commit()
+    body = {"event_id": "race:paid", "order_id": "race", "sub_id": "race", "status": "paid",
+            "order_amount": "100.00", "currency": "USD", "commission": "8.00", "event_time": T0.isoformat()}
+    second = body if copy == "same" else {**body, "order_amount": "120.00"}
+    conninfo = sa.make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    actor = Actor.system("network")
+    answers = {}
+    with psycopg.connect(conninfo) as first, Session(session.get_bind()) as other:
+        out = orders.apply_on_connection(first, orders.parse_event(body, "epn"), RATE, actor, 1)
+        assert out.outcome == "applied" and out.duplicate is False
+        blocked = other.connection().connection.driver_connection.info.backend_pid
+
+        def run():  # as the postback endpoint does: the function, or the Python path it hands back to
+            try:
+                answers["second"] = orders.receive_event(other, orders.parse_event(second, "epn"), default_rate=RATE)
+                other.commit()
+            except orders.EventConflict as err:
+                answers["second"] = err
+                other.rollback()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        with psycopg.connect(conninfo, autocommit=True) as watcher:  # the copy waits on the first's locks
+            for _ in range(500):
+                waiting = watcher.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                          (blocked,)).fetchone()
+                if waiting and waiting[0] == "Lock":
+                    break
+                threading.Event().wait(0.01)
+            else:
+                pytest.fail("the copy did not wait for the first one")
+        first.commit()
+        thread.join(30)
+    if copy == "same":
+        assert answers["second"] == orders.EventOutcome(out.event_row_id, "applied", out.order_id, duplicate=True)
+    else:
+        assert isinstance(answers["second"], orders.EventConflict)
+    session.expire_all()
+    assert session.execute(sa.text("SELECT count(*) FROM network_event WHERE event_id = 'race:paid'")).scalar_one() == 1
+    assert session.execute(sa.text("SELECT count(*) FROM ledger_posting WHERE reference = 'event:epn:race:paid'")
+                           ).scalar_one() == 1
+    assert ledger.customer_balances(session, 1)["pending"] == D("7.000000")
