@@ -15,13 +15,15 @@ is known in advance:
 Prints events/s through the app, (c) from ``bench/ledger.py`` measured in the same run
 (single-row INSERT transactions/s, as many writer processes as clients), the ratio, the
 outcome counts against the expected ones, CPU seconds by clients / app workers /
-PostgreSQL, and ``verify-ledger`` on the result.  Exit 1 if the ledger is not clean or
+PostgreSQL, (h) the HTTP floor (the same push against a WSGI app that only answers: what
+gunicorn and the clients cost per request by themselves; ``--no-floor`` skips it), and
+``verify-ledger`` on the result.  Exit 1 if the ledger is not clean or
 the outcomes differ from the expected ones.  Goals (issue 13): ≥ 1,000 events/s and
 (p)/(c) ≥ 0.4.  A slow or broken answer never ends the run: the event is sent again and
 counted as retried (its outcome stays exact).
 
     python bench/postbacks.py [--events 20000] [--clients 8] [--workers 4] [--threads 2] [--reconnect-every 200]
-                              [--baseline 4000] [--profile DIR] [--timeout 900]
+                              [--baseline 4000] [--no-floor] [--profile DIR] [--timeout 900]
 
 ``--profile DIR`` wraps the app in cProfile (per worker, per request thread) and prints
 where the time went: thread CPU time by default, ``--profile-clock wall`` for elapsed time
@@ -270,6 +272,24 @@ class _ProfiledApp:
         stats.dump_stats(os.path.join(self.out_dir, f"worker-{os.getpid()}.prof"))
 
 
+_FLOOR_ANSWER = b'{"duplicate":false,"ok":true,"order_id":1,"outcome":"applied"}\n'
+
+
+def floor_app():
+    """gunicorn entry for (h), the HTTP floor: ``bench.postbacks:floor_app()`` reads the body and
+    answers what the app answers to an applied event, and does nothing else."""
+    def app(environ, start_response):
+        if environ["REQUEST_METHOD"] != "POST":
+            start_response("405 METHOD NOT ALLOWED", [("Content-Length", "0")])
+            return [b""]
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(_FLOOR_ANSWER))),
+                                  ("X-Request-ID", "floor")])
+        return [_FLOOR_ANSWER]
+
+    return app
+
+
 def profiled_app():
     """gunicorn entry for ``--profile``: ``bench.postbacks:profiled_app()``."""
     from portal.app import create_app
@@ -281,7 +301,7 @@ class Server:
     """gunicorn serving the portal on 127.0.0.1 (a process group of our own)."""
 
     def __init__(self, url: str, workers: int, threads: int, workdir: str, profile_dir: str | None,
-                 profile_clock: str = "cpu") -> None:
+                 profile_clock: str = "cpu", target: str | None = None) -> None:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         config = Path(workdir) / "gunicorn_conf.py"
@@ -297,7 +317,7 @@ class Server:
         if profile_dir:
             env["BENCH_PROFILE_DIR"] = profile_dir
             env["BENCH_PROFILE_CLOCK"] = profile_clock
-        target = "bench.postbacks:profiled_app()" if profile_dir else "portal.app:create_app()"
+        target = target or ("bench.postbacks:profiled_app()" if profile_dir else "portal.app:create_app()")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(config), "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
@@ -529,6 +549,24 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def _floor(url: str, args, workdir: str, plan: Plan) -> tuple[float, float, float]:
+    """(h): the same clients and gunicorn settings against :func:`floor_app` — what the HTTP
+    server and the clients cost per request when the app does nothing: (requests/s, client CPU
+    and server CPU seconds per request)."""
+    server = Server(url, args.workers, args.threads, workdir, None, target="bench.postbacks:floor_app()")
+    try:
+        server.wait_ready(args.workers)
+        before = {}
+        elapsed, counts, _, _, client_cpu = push(
+            server.base, plan, args.timeout,
+            lambda: before.update({p: profiling.cpu_seconds(p) for p in server.worker_pids()}), args.reconnect_every)
+        server_cpu = sum(profiling.cpu_seconds(p) - before.get(p, 0.0) for p in server.worker_pids())
+    finally:
+        server.stop()
+    answered = max(sum(counts.values()) - counts["errors"] - counts["not_sent"] - counts["retried"], 1)
+    return answered / elapsed, client_cpu / answered, server_cpu / answered
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20000)
@@ -539,6 +577,8 @@ def main() -> int:
                         help="requests per client connection before it is renewed (0: one connection per client)")
     parser.add_argument("--baseline", type=int, default=4000, help="INSERT transactions for the baseline")
     parser.add_argument("--timeout", type=float, default=900, help="seconds; events not sent by then are counted")
+    parser.add_argument("--no-floor", dest="floor", action="store_false",
+                        help="skip (h), the HTTP floor: the same push against a WSGI app that only answers")
     parser.add_argument("--profile", metavar="DIR", help="cProfile the app workers, write and summarize")
     parser.add_argument("--profile-clock", choices=("cpu", "wall"), default="cpu",
                         help="cpu: thread CPU time (default); wall: elapsed, incl. waiting on PostgreSQL")
@@ -584,6 +624,7 @@ def main() -> int:
         app_cpu = sum(per_worker)
         pg_cpu = sum(v - pg_before.get(pid, 0.0) for pid, v in pg_after.items())
         server.stop()
+        floor = _floor(url, args, workdir, plan) if args.floor else None
         # the baseline again after the push (the machine is shared): the ratio uses the geometric mean
         baselines = (baseline, ledger_bench.baseline_inserts_per_second(url, args.clients, args.baseline))
         baseline = (baselines[0] * baselines[1]) ** 0.5
@@ -618,6 +659,12 @@ def main() -> int:
           f"-> per event: clients {per * client_cpu:.2f} ms, app {per * app_cpu:.2f} ms, "
           f"postgres {per * pg_cpu:.2f} ms; the machine's CPU per event at this rate "
           f"{1000 * busy * cores / max(rate, 1e-9):.2f} ms")
+    if floor:
+        floor_rate, floor_clients, floor_server = floor
+        print(f"(h) HTTP floor: the same push against a WSGI app that only answers: {floor_rate:8.0f} requests/s; "
+              f"per request: clients {1000 * floor_clients:.2f} ms, gunicorn {1000 * floor_server:.2f} ms "
+              f"-> of the app's {per * app_cpu:.2f} ms per event, {per * app_cpu - 1000 * floor_server:.2f} ms "
+              f"beyond the HTTP server's own floor (measured alone: under the push the processes share the cores)")
     print("app worker CPU seconds (keep-alive connections stay on the worker that accepted them): "
           + " / ".join(f"{seconds:.1f}" for seconds in per_worker))
     print("outcomes: " + " / ".join(f"{n} {counts[n]} (expected {plan.expected[n]})" for n in names)
