@@ -16,14 +16,16 @@ Prints events/s through the app, (c) from ``bench/ledger.py`` measured in the sa
 (single-row INSERT transactions/s, as many writer processes as clients), the ratio, the
 outcome counts against the expected ones, CPU seconds by clients / app workers /
 PostgreSQL, (h) the HTTP floor (the same push against a WSGI app that only answers: what
-gunicorn and the clients cost per request by themselves; ``--no-floor`` skips it), and
+gunicorn and the clients cost per request by themselves; ``--no-floor`` skips it), (d) the
+same events applied by ``postbacks.accept()`` in as many processes straight on a database of
+their own (the app's work without HTTP; ``--no-direct`` skips it), and
 ``verify-ledger`` on the result.  Exit 1 if the ledger is not clean or
 the outcomes differ from the expected ones.  Goals (issue 13): ≥ 1,000 events/s and
 (p)/(c) ≥ 0.4.  A slow or broken answer never ends the run: the event is sent again and
 counted as retried (its outcome stays exact).
 
     python bench/postbacks.py [--events 20000] [--clients 8] [--workers 4] [--threads 2] [--reconnect-every 200]
-                              [--baseline 4000] [--no-floor] [--profile DIR] [--timeout 900]
+                              [--baseline 4000] [--no-floor] [--no-direct] [--profile DIR] [--timeout 900]
 
 ``--profile DIR`` wraps the app in cProfile (per worker, per request thread) and prints
 where the time went: thread CPU time by default, ``--profile-clock wall`` for elapsed time
@@ -549,6 +551,62 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+def _direct_client(url: str, items: list[tuple[bytes, bool]], start, results) -> None:
+    """(d): one process applying its share of the events with ``postbacks.accept()`` straight on
+    the database — the app's own work per event (signature, parsing, the one statement) without
+    an HTTP server in front; the counts as the HTTP clients count them."""
+    import config as settings
+    from portal.services import postbacks
+
+    config = {**settings.load(), "POSTBACK_SECRETS": {NETWORK: SECRET}}
+    engine = sa.create_engine(url, pool_size=1, max_overflow=0)
+    secret, counts = SECRET.encode(), Counter()
+    with engine.connect() as conn:  # open the pooled connection before the clock starts
+        backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    start.wait()
+    cpu0, pg0 = time.process_time(), profiling.cpu_seconds(backend)
+    for raw, forged in items:
+        headers = {"Content-Type": "application/json", "X-Cashback-Network": NETWORK,
+                   **sign(FORGED_SECRET if forged else secret, raw, int(time.time()))}
+        outcome, handed_back = postbacks.accept(engine, raw, headers, config)
+        if outcome is not None:
+            counts["duplicate" if outcome.duplicate else outcome.outcome] += 1
+        else:
+            counts["rejected" if forged and not handed_back else "handed_back"] += 1
+    results.put((dict(counts), time.process_time() - cpu0, profiling.cpu_seconds(backend) - pg0))
+    engine.dispose()
+
+
+def _direct(base_url: str, plan: Plan, now: dt.datetime) -> tuple[float, Counter, float, float]:
+    """(d) on a database of its own: (events/s, counts, client CPU and backend CPU seconds)."""
+    url = ledger_bench.create_database(base_url, prefix="cashback_bench_pbd")
+    try:
+        setup_database(url, plan.orders, now)
+        ctx = mp.get_context("spawn")
+        start = ctx.Barrier(len(plan.per_client) + 1, timeout=120)
+        results = ctx.Queue()
+        procs = [ctx.Process(target=_direct_client, args=(url, items, start, results)) for items in plan.per_client]
+        for p in procs:
+            p.start()
+        start.wait()
+        t0 = time.perf_counter()
+        counts, client_cpu, pg_cpu = Counter(), 0.0, 0.0
+        for _ in procs:
+            c, cpu, pg = results.get(timeout=900)
+            counts.update(c)
+            client_cpu += cpu
+            pg_cpu += pg
+        elapsed = time.perf_counter() - t0
+        for p in procs:
+            p.join()
+        _, lines = check_database(url, plan)  # refusals are the endpoint's to log: not counted here
+        if not lines[0].endswith("OK") or any(line.startswith("  BAD") and "rejections" not in line for line in lines):
+            counts["ledger_not_ok"] += 1
+    finally:
+        ledger_bench.drop_database(base_url, url)
+    return sum(counts.values()) / elapsed, counts, client_cpu, pg_cpu
+
+
 def _floor(url: str, args, workdir: str, plan: Plan) -> tuple[float, float, float]:
     """(h): the same clients and gunicorn settings against :func:`floor_app` — what the HTTP
     server and the clients cost per request when the app does nothing: (requests/s, client CPU
@@ -577,6 +635,8 @@ def main() -> int:
                         help="requests per client connection before it is renewed (0: one connection per client)")
     parser.add_argument("--baseline", type=int, default=4000, help="INSERT transactions for the baseline")
     parser.add_argument("--timeout", type=float, default=900, help="seconds; events not sent by then are counted")
+    parser.add_argument("--no-direct", dest="direct", action="store_false",
+                        help="skip (d): the same events applied by postbacks.accept() straight on the database")
     parser.add_argument("--no-floor", dest="floor", action="store_false",
                         help="skip (h), the HTTP floor: the same push against a WSGI app that only answers")
     parser.add_argument("--profile", metavar="DIR", help="cProfile the app workers, write and summarize")
@@ -625,6 +685,7 @@ def main() -> int:
         pg_cpu = sum(v - pg_before.get(pid, 0.0) for pid, v in pg_after.items())
         server.stop()
         floor = _floor(url, args, workdir, plan) if args.floor else None
+        direct = _direct(args.database_url, plan, now) if args.direct else None
         # the baseline again after the push (the machine is shared): the ratio uses the geometric mean
         baselines = (baseline, ledger_bench.baseline_inserts_per_second(url, args.clients, args.baseline))
         baseline = (baselines[0] * baselines[1]) ** 0.5
@@ -665,6 +726,14 @@ def main() -> int:
               f"per request: clients {1000 * floor_clients:.2f} ms, gunicorn {1000 * floor_server:.2f} ms "
               f"-> of the app's {per * app_cpu:.2f} ms per event, {per * app_cpu - 1000 * floor_server:.2f} ms "
               f"beyond the HTTP server's own floor (measured alone: under the push the processes share the cores)")
+    d_exact = True
+    if direct:
+        d_rate, d_counts, d_client, d_pg = direct
+        d_per = 1000 / max(sum(d_counts.values()), 1)
+        d_exact = all(d_counts[n] == plan.expected[n] for n in names) and set(d_counts) <= set(names)
+        print(f"(d) the same events without HTTP (postbacks.accept() in {args.clients} processes, a database of its own): "
+              f"{d_rate:8.0f} events/s -> (d)/(c) = {d_rate / baseline:.3f}; per event: app code {d_per * d_client:.2f} ms, "
+              f"postgres {d_per * d_pg:.2f} ms; outcomes {'exact' if d_exact else 'DIFFER: ' + str(dict(d_counts))}")
     print("app worker CPU seconds (keep-alive connections stay on the worker that accepted them): "
           + " / ".join(f"{seconds:.1f}" for seconds in per_worker))
     print("outcomes: " + " / ".join(f"{n} {counts[n]} (expected {plan.expected[n]})" for n in names)
@@ -673,7 +742,7 @@ def main() -> int:
     for sample in samples[:5]:
         print("  error sample: " + sample)
     outcomes_ok = all(counts[n] == plan.expected[n] for n in names) and not (
-        counts["errors"] or counts["not_sent"] or counts["orphan"] or counts["lost_clients"])
+        counts["errors"] or counts["not_sent"] or counts["orphan"] or counts["lost_clients"]) and d_exact
     for line in db_lines:
         print(line)
     if profile_dir:

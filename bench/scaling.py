@@ -61,7 +61,7 @@ def main() -> int:
         payouts, out_p = run(["bench/payouts.py", "--workers", str(n), "--payouts", str(args.payouts),
                               "--provider", args.provider, "--latency", args.latency], PAYOUT_RE)
         postbacks, out_b = (None, "") if args.payouts_only else run(
-            ["bench/postbacks.py", "--no-floor", "--workers", str(n), "--events", str(args.events), "--clients", str(max(4, 2 * n))],
+            ["bench/postbacks.py", "--no-floor", "--no-direct", "--workers", str(n), "--events", str(args.events), "--clients", str(max(4, 2 * n))],
             POSTBACK_RE)
         for figure, out, name in ((payouts, out_p, "payouts"), (postbacks, out_b, "postbacks")):
             if figure is None and not (name == "postbacks" and args.payouts_only):
