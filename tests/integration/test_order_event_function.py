@@ -224,9 +224,12 @@ def test_a_copy_sent_while_the_first_is_uncommitted_answers_the_first(twins, pg_
     event row, undoes whatever it did and answers the stored one (migration 0018): a duplicate,
     or ``EventConflict`` when its data differ.  One event row, one posting."""
     import threading
+    import time
 
     import psycopg
     from sqlalchemy.orm import Session
+
+    from tests.soak.harness import _conninfo
 
     session = twins
     _click(session, 1, "race", RATE, None)
@@ -234,7 +237,7 @@ def test_a_copy_sent_while_the_first_is_uncommitted_answers_the_first(twins, pg_
     body = {"event_id": "race:paid", "order_id": "race", "sub_id": "race", "status": "paid",
             "order_amount": "100.00", "currency": "USD", "commission": "8.00", "event_time": T0.isoformat()}
     second = body if copy == "same" else {**body, "order_amount": "120.00"}
-    conninfo = sa.make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conninfo = _conninfo(pg_url)
     actor = Actor.system("network")
     answers = {}
     with psycopg.connect(conninfo) as first, Session(session.get_bind()) as other:
@@ -258,7 +261,7 @@ def test_a_copy_sent_while_the_first_is_uncommitted_answers_the_first(twins, pg_
                                           (blocked,)).fetchone()
                 if waiting and waiting[0] == "Lock":
                     break
-                threading.Event().wait(0.01)
+                time.sleep(0.01)
             else:
                 pytest.fail("the copy did not wait for the first one")
         first.commit()
